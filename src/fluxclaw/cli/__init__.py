@@ -1,0 +1,1 @@
+"""The `fluxclaw` command line: thin commands over the library, loaded lazily."""

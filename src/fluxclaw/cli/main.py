@@ -1,0 +1,51 @@
+"""Entry point of `fluxclaw`. Commands are imported only when run, so `--help` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from fluxclaw._version import __version__
+
+# command name -> (module, attribute, one-line help). The help text lives here so that
+# `fluxclaw --help` can list commands without importing them.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "sandbox": (
+        "fluxclaw.cli.sandbox_cmd",
+        "command",
+        "Run a local RunAPI-compatible Flux 2 server (no key, no cost).",
+    ),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = COMMANDS.get(cmd_name)
+        if spec is None:
+            return None
+        module = importlib.import_module(spec[0])
+        command: click.Command = getattr(module, spec[1])
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="fluxclaw")
+def cli() -> None:
+    """Make Flux 2 images through RunAPI, or offline against the built-in sandbox."""
+
+
+def main() -> None:
+    cli.main(prog_name="fluxclaw")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,347 @@
+"""The RunAPI Flux 2 wire contract as data: the one source of truth.
+
+Client, CLI, sandbox, MCP server and OpenClaw skill all read models, ratios, rules, prices and
+image sizes from here, so a change to the contract is a change to this file only. It imports
+nothing beyond the standard library, so every layer (and `fluxclaw --help`) can load it cheaply.
+See ../shared/CONTRACT.md for the prose this mirrors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+Action = Literal["text_to_image", "remix_image"]
+Family = Literal["pro", "flex", "max"]
+
+ACTIONS: Final[tuple[Action, ...]] = ("text_to_image", "remix_image")
+FAMILIES: Final[tuple[Family, ...]] = ("pro", "flex", "max")
+DEFAULT_BASE_URL: Final = "https://runapi.ai"
+SERVICE: Final = "flux_2"
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    id: str
+    family: Family
+    action: Action
+
+
+_SUFFIX: Final[dict[Action, str]] = {"text_to_image": "text-to-image", "remix_image": "remix-image"}
+
+MODELS: Final[dict[str, Model]] = {
+    model.id: model
+    for action in ACTIONS
+    for family in FAMILIES
+    for model in [Model(f"flux-2-{family}-{_SUFFIX[action]}", family, action)]
+}
+
+ASPECT_RATIOS: Final[tuple[str, ...]] = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3")
+AUTO_RATIO: Final = "auto"
+DEFAULT_ASPECT_RATIO: Final = "1:1"
+RESOLUTIONS: Final[tuple[str, ...]] = ("1k", "2k")
+DEFAULT_RESOLUTION: Final = "1k"
+PROMPT_MIN: Final = 3
+PROMPT_MAX: Final = 5000
+MAX_SOURCES: Final = 8
+HEADER_VALUE_MAX: Final = 512  # Idempotency-Key and X-Client-Request-Id
+
+FIELDS: Final[dict[Action, frozenset[str]]] = {
+    "text_to_image": frozenset(
+        {
+            "model",
+            "prompt",
+            "aspect_ratio",
+            "output_resolution",
+            "output_count",
+            "enable_safety_checker",
+            "callback_url",
+        }
+    ),
+    "remix_image": frozenset(
+        {
+            "model",
+            "prompt",
+            "aspect_ratio",
+            "output_resolution",
+            "output_count",
+            "enable_safety_checker",
+            "source_image_urls",
+            "callback_url",
+        }
+    ),
+}
+
+STATUSES: Final[tuple[str, ...]] = ("pending", "processing", "completed", "failed")
+TERMINAL_STATUSES: Final[frozenset[str]] = frozenset({"completed", "failed"})
+
+# USD cents per generated image. Max is unknown on purpose: never guess a price.
+PRICES_CENTS: Final[dict[Family, dict[str, int] | None]] = {
+    "pro": {"1k": 5, "2k": 7},
+    "flex": {"1k": 14, "2k": 24},
+    "max": None,
+}
+
+# Typical generation seconds (medians) at 1k; 2k takes TWO_K_FACTOR times longer. The sandbox
+# draws from these and the client's poll schedule starts from them.
+TYPICAL_SECONDS: Final[dict[Family, float]] = {"pro": 6.0, "flex": 10.0, "max": 15.0}
+TWO_K_FACTOR: Final = 1.4
+
+# Headers
+H_REQUEST_ID: Final = "X-Request-Id"
+H_TASK_ID: Final = "X-RunAPI-Task-Id"
+H_CLIENT_REQUEST_ID: Final = "X-Client-Request-Id"
+H_IDEMPOTENCY_KEY: Final = "Idempotency-Key"
+H_RETRY_AFTER: Final = "Retry-After"
+
+# CLI exit codes, as RunAPI's official CLI uses them.
+EXIT_OK: Final = 0
+EXIT_OTHER: Final = 1
+EXIT_AUTH: Final = 2
+EXIT_CREDITS: Final = 3
+EXIT_INVALID: Final = 4  # validation, not found, conflict
+EXIT_TIMEOUT: Final = 5
+EXIT_RATE_LIMITED: Final = 6
+EXIT_TASK_FAILED: Final = 7
+
+
+def create_path(action: Action) -> str:
+    return f"/api/v1/{SERVICE}/{action}"
+
+
+def status_path(action: Action, task_id: str) -> str:
+    return f"/api/v1/{SERVICE}/{action}/{task_id}"
+
+
+def model_for(family: Family, action: Action) -> Model:
+    return MODELS[f"flux-2-{family}-{_SUFFIX[action]}"]
+
+
+def resolve_model(name: str, action: Action) -> Model:
+    """Map `pro`, `flex`, `max` or a full model id to the model for `action`.
+
+    A full id of the other action maps to its sibling, so `flux-2-pro-text-to-image` works for a
+    remix; anything else raises ValueError with the allowed names.
+    """
+    key = name.strip().lower()
+    for family in FAMILIES:
+        if key == family:
+            return model_for(family, action)
+    model = MODELS.get(key)
+    if model is None:
+        allowed = ", ".join([*FAMILIES, *models_for(action)])
+        raise ValueError(f"model={name!r} is not a Flux 2 model; use one of: {allowed}.")
+    return model_for(model.family, action)
+
+
+def models_for(action: Action) -> list[str]:
+    return [m.id for m in MODELS.values() if m.action == action]
+
+
+def price_cents(family: Family, resolution: str) -> int | None:
+    """Contract price of one image in cents, or None where the contract does not know it."""
+    table = PRICES_CENTS[family]
+    return None if table is None else table.get(resolution)
+
+
+def typical_seconds(family: Family, resolution: str) -> float:
+    base = TYPICAL_SECONDS[family]
+    return base * TWO_K_FACTOR if resolution == "2k" else base
+
+
+def image_size(aspect_ratio: str, resolution: str) -> tuple[int, int]:
+    """Width and height of the sandbox's images: about 1 or 4 megapixels, sides multiples of 16."""
+    if aspect_ratio == AUTO_RATIO:
+        aspect_ratio = DEFAULT_ASPECT_RATIO
+    w_ratio, h_ratio = (int(part) for part in aspect_ratio.split(":"))
+    pixels = (1024 * 1024) * (4 if resolution == "2k" else 1)
+    height = math.sqrt(pixels * h_ratio / w_ratio)
+    width = height * w_ratio / h_ratio
+    return _round16(width), _round16(height)
+
+
+def _round16(value: float) -> int:
+    return max(16, round(value / 16) * 16)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    field: str
+    message: str
+
+
+def is_present(value: object) -> bool:
+    """The contract counts a value as present unless it is null or a blank string."""
+    return not (value is None or (isinstance(value, str) and not value.strip()))
+
+
+def is_http_url(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def validate_request(action: Action, body: Mapping[str, Any]) -> list[Violation]:
+    """Every contract rule for a create body; an empty list means the request is valid."""
+    out: list[Violation] = []
+    unknown = sorted(set(body) - FIELDS[action])
+    for name in unknown:
+        out.append(
+            Violation(name, f"{name} is not a field of {action}; allowed: {_join(FIELDS[action])}.")
+        )
+
+    model_id = body.get("model")
+    model: Model | None = None
+    if not is_present(model_id):
+        allowed = _join(models_for(action))
+        out.append(Violation("model", f"model is required; use one of: {allowed}."))
+    elif not isinstance(model_id, str) or model_id not in MODELS:
+        out.append(
+            Violation(
+                "model",
+                f"model={model_id} is not a Flux 2 model; use one of: {_join(models_for(action))}.",
+            )
+        )
+    elif MODELS[model_id].action != action:
+        out.append(
+            Violation(
+                "model",
+                f"model={model_id} does not belong to {action}; use one of: "
+                f"{_join(models_for(action))}.",
+            )
+        )
+    else:
+        model = MODELS[model_id]
+
+    prompt = body.get("prompt")
+    if not is_present(prompt):
+        span = f"{PROMPT_MIN} to {PROMPT_MAX} characters"
+        out.append(Violation("prompt", f"prompt is required ({span})."))
+    elif not isinstance(prompt, str):
+        out.append(Violation("prompt", "prompt must be a string."))
+    elif not PROMPT_MIN <= len(prompt) <= PROMPT_MAX:
+        out.append(
+            Violation(
+                "prompt",
+                f"prompt has {len(prompt)} characters; it must have {PROMPT_MIN} to {PROMPT_MAX}.",
+            )
+        )
+
+    out.extend(_ratio_rules(action, model, body.get("aspect_ratio")))
+    out.extend(_resolution_rules(model, body.get("output_resolution")))
+    out.extend(_family_only_rules(model, body))
+    if action == "remix_image":
+        out.extend(_source_rules(model, body.get("source_image_urls")))
+
+    callback = body.get("callback_url")
+    if is_present(callback) and not is_http_url(callback):
+        out.append(Violation("callback_url", f"callback_url={callback} must be an http(s) URL."))
+    return out
+
+
+def _ratio_rules(action: Action, model: Model | None, ratio: object) -> list[Violation]:
+    allowed = list(ASPECT_RATIOS)
+    if action == "remix_image" and (model is None or model.family != "max"):
+        allowed.append(AUTO_RATIO)
+    if model is not None and model.family == "max":
+        allowed = list(ASPECT_RATIOS)
+        if not is_present(ratio):
+            return [
+                Violation(
+                    "aspect_ratio",
+                    f"model={model.id} requires aspect_ratio; use one of: {_join(allowed)}.",
+                )
+            ]
+    if is_present(ratio) and ratio not in allowed:
+        who = f"model={model.id}" if model else action
+        return [
+            Violation(
+                "aspect_ratio",
+                f"aspect_ratio={ratio} is not allowed for {who}; use one of: {_join(allowed)}.",
+            )
+        ]
+    return []
+
+
+def _resolution_rules(model: Model | None, resolution: object) -> list[Violation]:
+    if not is_present(resolution):
+        return []
+    if model is not None and model.family == "max":
+        if resolution != "1k":
+            return [
+                Violation(
+                    "output_resolution",
+                    f"output_resolution={resolution} is not allowed for model={model.id}; use 1k.",
+                )
+            ]
+        return []
+    if resolution not in RESOLUTIONS:
+        return [
+            Violation(
+                "output_resolution",
+                f"output_resolution={resolution} is not allowed; use one of: {_join(RESOLUTIONS)}.",
+            )
+        ]
+    return []
+
+
+def _family_only_rules(model: Model | None, body: Mapping[str, Any]) -> list[Violation]:
+    out: list[Violation] = []
+    count = body.get("output_count")
+    checker = body.get("enable_safety_checker")
+    is_max = model is not None and model.family == "max"
+    if is_present(count):
+        if model is not None and not is_max:
+            message = f"model={model.id} must not include output_count."
+            out.append(Violation("output_count", message))
+        elif count != 1 or isinstance(count, bool):
+            out.append(Violation("output_count", f"output_count={count} is not allowed; use 1."))
+    if is_present(checker):
+        if is_max and model is not None:
+            out.append(
+                Violation(
+                    "enable_safety_checker",
+                    f"model={model.id} must not include enable_safety_checker.",
+                )
+            )
+        elif not isinstance(checker, bool):
+            out.append(
+                Violation(
+                    "enable_safety_checker",
+                    f"enable_safety_checker={checker} must be true or false.",
+                )
+            )
+    return out
+
+
+def _source_rules(model: Model | None, urls: object) -> list[Violation]:
+    field = "source_image_urls"
+    is_max = model is not None and model.family == "max"
+    low, high = (1, 1) if is_max else (1, MAX_SOURCES)
+    span = "exactly 1" if is_max else f"1 to {MAX_SOURCES}"
+    if not is_present(urls):
+        return [Violation(field, f"{field} is required: {span} public http(s) URLs.")]
+    if not isinstance(urls, list):
+        return [Violation(field, f"{field} must be a list of {span} public http(s) URLs.")]
+    if not low <= len(urls) <= high:
+        who = f"model={model.id}" if model else "remix_image"
+        return [Violation(field, f"{field} has {len(urls)} URLs; {who} takes {span}.")]
+    bad = [u for u in urls if not is_http_url(u)]
+    if bad:
+        return [Violation(field, f"{field} item {bad[0]!r} is not an http(s) URL.")]
+    return []
+
+
+def _join(values: Any) -> str:
+    return ", ".join(sorted(values) if isinstance(values, (set, frozenset)) else values)

@@ -1,0 +1,148 @@
+"""Typed errors, keyed by HTTP status, each carrying what a caller needs to act on it.
+
+Every error knows its CLI exit code (the contract's), so the CLI maps errors to exit codes in one
+line, and every error raised after a task exists carries its id, so a paid result is never lost.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from fluxclaw import contract
+
+
+class FluxclawError(Exception):
+    """Base of every error fluxclaw raises on purpose."""
+
+    exit_code: ClassVar[int] = contract.EXIT_OTHER
+    default_code: ClassVar[str] = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        task_id: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code or self.default_code
+        self.request_id = request_id
+        self.task_id = task_id
+        self.hint = hint
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.task_id and self.task_id not in self.message:
+            parts.append(f"(task {self.task_id})")
+        if self.hint:
+            parts.append(self.hint)
+        return " ".join(parts)
+
+    def __repr__(self) -> str:
+        fields = [f"message={self.message!r}"]
+        for name in ("status", "code", "request_id", "task_id"):
+            value = getattr(self, name)
+            if value is not None:
+                fields.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(fields)})"
+
+
+class AuthenticationError(FluxclawError):
+    exit_code = contract.EXIT_AUTH
+    default_code = "unauthorized"
+
+
+class InsufficientCreditsError(FluxclawError):
+    exit_code = contract.EXIT_CREDITS
+    default_code = "insufficient_credits"
+
+
+class ValidationError(FluxclawError):
+    exit_code = contract.EXIT_INVALID
+    default_code = "validation_failed"
+
+    def __init__(self, message: str, *, errors: dict[str, list[str]] | None = None, **kw: object):
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.errors = errors or {}
+
+
+class NotFoundError(FluxclawError):
+    exit_code = contract.EXIT_INVALID
+    default_code = "not_found"
+
+
+class ConflictError(FluxclawError):
+    exit_code = contract.EXIT_INVALID
+    default_code = "idempotency_conflict"
+
+
+class RateLimitError(FluxclawError):
+    exit_code = contract.EXIT_RATE_LIMITED
+    default_code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object):
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class ServerError(FluxclawError):
+    default_code = "server_error"
+
+
+class NetworkError(FluxclawError):
+    default_code = "network_error"
+
+
+class TimeoutError(FluxclawError):
+    """An HTTP request ran out of time (not a task: see TaskTimeoutError)."""
+
+    exit_code = contract.EXIT_TIMEOUT
+    default_code = "timeout"
+
+
+class TaskFailedError(FluxclawError):
+    exit_code = contract.EXIT_TASK_FAILED
+    default_code = "task_failed"
+
+
+class TaskTimeoutError(FluxclawError):
+    """The wait deadline passed; the task may still finish and can be resumed by its id."""
+
+    exit_code = contract.EXIT_TIMEOUT
+    default_code = "task_timeout"
+
+
+class UnknownStatusError(ServerError):
+    """The server answered a status outside the contract: an error, never a reason to poll."""
+
+    default_code = "unknown_status"
+
+
+class DownloadError(FluxclawError):
+    default_code = "download_failed"
+
+
+def for_status(status: int) -> type[FluxclawError]:
+    """The error class for an HTTP status code."""
+    if status == 401 or status == 403:
+        return AuthenticationError
+    if status == 402:
+        return InsufficientCreditsError
+    if status in (400, 422):
+        return ValidationError
+    if status == 404:
+        return NotFoundError
+    if status == 409:
+        return ConflictError
+    if status == 429:
+        return RateLimitError
+    if status == 408:
+        return TimeoutError
+    if status >= 500:
+        return ServerError
+    return FluxclawError
