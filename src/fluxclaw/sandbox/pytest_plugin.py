@@ -1,0 +1,125 @@
+"""pytest fixtures that run a real sandbox per test, so users test their own RunAPI code offline.
+
+Registered through the `pytest11` entry point, so installing fluxclaw makes `fluxclaw_sandbox`
+and `fluxclaw_sandbox_factory` available to every test suite. The handle talks to the sandbox
+over its HTTP inspection API (not its memory), exactly as a test in another process would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Final
+
+import httpx
+import pytest
+
+from fluxclaw.sandbox.server import SandboxServer
+
+TEST_API_KEY: Final = "sk-sandbox-test"
+FAST: Final = 100.0
+
+
+class SandboxHandle:
+    """A running sandbox: `base_url`, `api_key`, and the inspection calls."""
+
+    def __init__(self, server: SandboxServer, api_key: str) -> None:
+        self.server = server
+        self.base_url = server.base_url
+        self.api_key = api_key
+        self._http = httpx.Client(base_url=self.base_url, timeout=30, trust_env=False)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Authorization for the sandbox's API routes."""
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request so far except inspection ones, in arrival order."""
+        result: list[dict[str, Any]] = self._get("/_sandbox/requests")["requests"]
+        return result
+
+    def ledger(self) -> dict[str, Any]:
+        return self._get("/_sandbox/ledger")
+
+    def tasks(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._get("/_sandbox/tasks")["tasks"]
+        return result
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        for task in self.tasks():
+            if task["id"] == task_id:
+                return task
+        raise KeyError(task_id)
+
+    def configure(self, **config: Any) -> dict[str, Any]:
+        """Change faults, speed, rate_limit, prices or retry_after while the sandbox runs."""
+        response = self._http.post("/_sandbox/config", json=config)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()["config"]
+        return result
+
+    def reset(self) -> None:
+        self._http.post("/_sandbox/reset").raise_for_status()
+
+    def wait_until(
+        self, condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01
+    ) -> Any:
+        """Poll `condition` until it returns something truthy; fail the test at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                pytest.fail(f"condition not met within {timeout} s")
+            time.sleep(interval)
+
+    def _get(self, path: str) -> dict[str, Any]:
+        response = self._http.get(path)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def close(self) -> None:
+        self._http.close()
+        self.server.stop()
+
+    def __repr__(self) -> str:
+        return f"SandboxHandle({self.base_url})"
+
+
+SandboxFactory = Callable[..., SandboxHandle]
+
+
+def _start(options: dict[str, Any]) -> SandboxHandle:
+    options.setdefault("speed", FAST)
+    options.setdefault("seed", 0)
+    api_key = options.setdefault("api_key", TEST_API_KEY)
+    server = SandboxServer(**options)
+    server.start()
+    return SandboxHandle(server, api_key or TEST_API_KEY)
+
+
+@pytest.fixture
+def fluxclaw_sandbox_factory() -> Iterator[SandboxFactory]:
+    """Start sandboxes with custom options (SandboxServer's keywords); all stop after the test.
+
+    Defaults: speed 100, seed 0, api_key "sk-sandbox-test" (pass api_key=None to accept any key).
+    """
+    started: list[SandboxHandle] = []
+
+    def start(**options: Any) -> SandboxHandle:
+        handle = _start(dict(options))
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.close()
+
+
+@pytest.fixture
+def fluxclaw_sandbox(fluxclaw_sandbox_factory: SandboxFactory) -> SandboxHandle:
+    """A sandbox on a free loopback port at 100x speed, requiring the key `handle.api_key`."""
+    return fluxclaw_sandbox_factory()
