@@ -1,5 +1,132 @@
-"""fluxclaw: Flux 2 images through RunAPI, from Python, a terminal and OpenClaw."""
+"""fluxclaw: Flux 2 images through RunAPI, from Python, a terminal and OpenClaw.
+
+    import fluxclaw
+    with fluxclaw.Client() as client:
+        result = client.generate("a lighthouse at dusk", model="pro", aspect_ratio="16:9")
+        result.save("out/")
+
+Names are loaded on first use (module `__getattr__`), so `import fluxclaw` stays cheap for the
+CLI and does not import httpx.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from fluxclaw._version import __version__
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from fluxclaw.callbacks import CallbackReceiver, CallbackServer
+    from fluxclaw.client import AsyncClient, Client
+    from fluxclaw.config import Settings, config_path, load_config, resolve_settings, write_config
+    from fluxclaw.errors import (
+        AuthenticationError,
+        ConflictError,
+        DownloadError,
+        FluxclawError,
+        InsufficientCreditsError,
+        NetworkError,
+        NotFoundError,
+        RateLimitError,
+        ServerError,
+        TaskFailedError,
+        TaskTimeoutError,
+        TimeoutError,
+        UnknownStatusError,
+        ValidationError,
+    )
+    from fluxclaw.files import SavedImage
+    from fluxclaw.models import Image, Result, Task, TaskStatus
+    from fluxclaw.polling import PollPolicy
+    from fluxclaw.pricing import CostEstimate, estimate_cost
+    from fluxclaw.transport import RetryPolicy
+
+_EXPORTS: dict[str, str] = {
+    "Client": "fluxclaw.client",
+    "AsyncClient": "fluxclaw.client",
+    "Result": "fluxclaw.models",
+    "Task": "fluxclaw.models",
+    "TaskStatus": "fluxclaw.models",
+    "Image": "fluxclaw.models",
+    "SavedImage": "fluxclaw.files",
+    "PollPolicy": "fluxclaw.polling",
+    "RetryPolicy": "fluxclaw.transport",
+    "CostEstimate": "fluxclaw.pricing",
+    "estimate_cost": "fluxclaw.pricing",
+    "CallbackReceiver": "fluxclaw.callbacks",
+    "CallbackServer": "fluxclaw.callbacks",
+    "Settings": "fluxclaw.config",
+    "config_path": "fluxclaw.config",
+    "load_config": "fluxclaw.config",
+    "resolve_settings": "fluxclaw.config",
+    "write_config": "fluxclaw.config",
+    **{
+        name: "fluxclaw.errors"
+        for name in (
+            "FluxclawError",
+            "AuthenticationError",
+            "InsufficientCreditsError",
+            "ValidationError",
+            "NotFoundError",
+            "ConflictError",
+            "RateLimitError",
+            "ServerError",
+            "NetworkError",
+            "TimeoutError",
+            "TaskFailedError",
+            "TaskTimeoutError",
+            "UnknownStatusError",
+            "DownloadError",
+        )
+    },
+}
+
+__all__ = [
+    "AsyncClient",
+    "AuthenticationError",
+    "CallbackReceiver",
+    "CallbackServer",
+    "Client",
+    "ConflictError",
+    "CostEstimate",
+    "DownloadError",
+    "FluxclawError",
+    "Image",
+    "InsufficientCreditsError",
+    "NetworkError",
+    "NotFoundError",
+    "PollPolicy",
+    "RateLimitError",
+    "Result",
+    "RetryPolicy",
+    "SavedImage",
+    "ServerError",
+    "Settings",
+    "Task",
+    "TaskFailedError",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "TimeoutError",
+    "UnknownStatusError",
+    "ValidationError",
+    "__version__",
+    "config_path",
+    "estimate_cost",
+    "load_config",
+    "resolve_settings",
+    "write_config",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fluxclaw' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -16,6 +16,7 @@ class FluxclawError(Exception):
 
     exit_code: ClassVar[int] = contract.EXIT_OTHER
     default_code: ClassVar[str] = "error"
+    retry_after: float | None = None  # the server's Retry-After, when it sent one (429, 503)
 
     def __init__(
         self,

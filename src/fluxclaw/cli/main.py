@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
+from fluxclaw import contract
 from fluxclaw._version import __version__
 
 # command name -> (module, attribute, one-line help). The help text lives here so that
 # `fluxclaw --help` can list commands without importing them.
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "history": ("fluxclaw.cli.history_cmd", "command", "List and search past tasks."),
+    "price": ("fluxclaw.cli.price_cmd", "command", "Show prices, or estimate a run."),
     "sandbox": (
         "fluxclaw.cli.sandbox_cmd",
         "command",
@@ -44,7 +48,20 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli.main(prog_name="fluxclaw")
+    """Run the CLI; usage errors exit 4 (the contract's "invalid"), not click's 2 ("auth")."""
+    try:
+        code = cli.main(prog_name="fluxclaw", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.UsageError as error:
+        where = f" (see: {error.ctx.command_path} --help)" if error.ctx else ""
+        click.echo(f"error: {error.format_message()}{where}", err=True)
+        sys.exit(contract.EXIT_INVALID)
+    except click.ClickException as error:
+        click.echo(f"error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,239 @@
+"""A callback receiver: RunAPI's POST when a task ends, taken as a hint and never as the truth.
+
+How RunAPI signs callbacks is not published, so the body is not trusted: a callback only wakes
+whoever waits for that task id, and the result is confirmed with an authenticated GET (by
+`wait(..., receiver=...)`, or by the `confirm` function given here). Deliveries may repeat, so
+every handler is idempotent, and the URL carries a secret token: a request without it gets 404.
+
+    with CallbackServer() as server:            # uvicorn on 127.0.0.1, in a background thread
+        result = client.generate("a red fox", receiver=server)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self
+
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from fluxclaw import contract
+
+log = logging.getLogger("fluxclaw.callbacks")
+MAX_BODY = 256 * 1024
+
+
+class CallbackReceiver:
+    """An ASGI app that records which tasks say they ended and wakes their waiters.
+
+    `confirm(task_id)` (e.g. `client.get`, sync or async) is called once per task that a callback
+    says ended; its answer lands in `confirmed` and is passed to `on_confirmed`.
+    """
+
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        public_url: str | None = None,
+        confirm: Callable[[str], Any] | None = None,
+        on_confirmed: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.token = token or secrets.token_urlsafe(24)
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.confirm = confirm
+        self.on_confirmed = on_confirmed
+        self.deliveries = 0
+        self.rejected = 0
+        self.confirmed: dict[str, Any] = {}
+        self._ended: dict[str, str] = {}  # task id -> status the callback claimed
+        self._confirming: set[str] = set()
+        self._cond = threading.Condition()
+        self.app = Starlette(routes=[Route("/callbacks/{token}", self._handle, methods=["POST"])])
+
+    @property
+    def path(self) -> str:
+        return f"/callbacks/{self.token}"
+
+    @property
+    def callback_url(self) -> str | None:
+        """The URL to give RunAPI (needs `public_url`, or a running `CallbackServer`)."""
+        return f"{self.public_url}{self.path}" if self.public_url else None
+
+    def __repr__(self) -> str:  # the token is a secret too
+        return f"CallbackReceiver(public_url={self.public_url!r}, hints={len(self._ended)})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    def hinted(self, task_id: str) -> bool:
+        with self._cond:
+            return task_id in self._ended
+
+    def hints(self) -> dict[str, str]:
+        with self._cond:
+            return dict(self._ended)
+
+    def wait_for(self, task_id: str, timeout: float) -> bool:
+        """Block until a callback says `task_id` ended (True) or `timeout` passes (False)."""
+        end = time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            while task_id not in self._ended:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    async def _handle(self, request: Request) -> Response:
+        if not secrets.compare_digest(request.path_params["token"].encode(), self.token.encode()):
+            self.rejected += 1
+            return Response(status_code=404)
+        body = await request.body()
+        try:
+            if len(body) > MAX_BODY:
+                raise ValueError("too large")
+            data = await request.json()
+            task_id = str(uuid.UUID(str(data["id"])))
+            status = str(data["status"])
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"error": "not a task callback"}, status_code=400)
+        with self._cond:
+            self.deliveries += 1
+            repeated = task_id in self._ended
+            start_confirm = False
+            if status in contract.TERMINAL_STATUSES or status not in contract.STATUSES:
+                self._ended[task_id] = status
+                fresh = task_id not in self.confirmed and task_id not in self._confirming
+                if self.confirm is not None and fresh:
+                    self._confirming.add(task_id)
+                    start_confirm = True
+                self._cond.notify_all()
+        log.debug("callback for task %s (%s)%s", task_id, status, " again" if repeated else "")
+        task = BackgroundTask(self._confirm, task_id) if start_confirm else None
+        return JSONResponse({"ok": True, "repeated": repeated}, background=task)
+
+    async def _confirm(self, task_id: str) -> None:
+        assert self.confirm is not None
+        try:
+            outcome = self.confirm(task_id)
+            if inspect.isawaitable(outcome):
+                outcome = await outcome
+            done = getattr(outcome, "done", True)
+            if done:
+                with self._cond:
+                    self.confirmed[task_id] = outcome
+                if self.on_confirmed is not None:
+                    handled = self.on_confirmed(outcome)
+                    if inspect.isawaitable(handled):
+                        await handled
+        except Exception:
+            log.warning("could not confirm the callback for task %s", task_id, exc_info=True)
+        finally:
+            with self._cond:
+                self._confirming.discard(task_id)
+
+
+class CallbackServer:
+    """Serves a `CallbackReceiver` with uvicorn on a background thread (127.0.0.1 by default).
+
+    `callback_url` is the local URL unless `public_url` says how the outside reaches it.
+    """
+
+    def __init__(
+        self,
+        receiver: CallbackReceiver | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        public_url: str | None = None,
+    ) -> None:
+        self.receiver = receiver or CallbackReceiver()
+        self.host = host
+        self.port = port
+        self._public = public_url
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def callback_url(self) -> str | None:
+        return self.receiver.callback_url
+
+    def wait_for(self, task_id: str, timeout: float) -> bool:
+        return self.receiver.wait_for(task_id, timeout)
+
+    def start(self) -> str:
+        import uvicorn
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.receiver, log_level="warning", lifespan="off", access_log=False
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [sock]},
+            daemon=True,
+            name="fluxclaw-callbacks",
+        )
+        self._thread.start()
+        end = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > end or not self._thread.is_alive():
+                raise RuntimeError("the callback server did not start")
+            time.sleep(0.01)
+        self.receiver.public_url = (self._public or self.base_url).rstrip("/")
+        return self.base_url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = self._thread = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def __repr__(self) -> str:
+        return f"CallbackServer(base_url={self.base_url!r})"

@@ -1,0 +1,72 @@
+"""Progress on stderr: a live spinner on a terminal, one line per change anywhere else.
+
+Stdout carries only results (paths or JSON), so scripts and agents can read it untouched.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import TextIO
+
+FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+class Progress:
+    def __init__(self, stream: TextIO | None = None, *, quiet: bool = False) -> None:
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.live = not quiet and self.stream.isatty()
+        self._started = time.monotonic()
+        self._label = ""
+        self._status = ""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def note(self, message: str) -> None:
+        """A line that stays (task id, saved file), printed above the spinner."""
+        if self.quiet:
+            return
+        with self._lock:
+            if self.live:
+                self.stream.write("\r\033[K")
+            self.stream.write(message + "\n")
+            self.stream.flush()
+
+    def begin(self, label: str) -> None:
+        self._label = label
+        self._started = time.monotonic()
+        if self.live and self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._spin, daemon=True)
+            self._thread.start()
+
+    def status(self, status: str) -> None:
+        if status == self._status:
+            return
+        self._status = status
+        if not self.live:
+            self.note(f"{self._label}: {status} ({self.elapsed():.1f}s)")
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def end(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            with self._lock:
+                self.stream.write("\r\033[K")
+                self.stream.flush()
+
+    def _spin(self) -> None:
+        frame = 0
+        while not self._stop.wait(0.1):
+            with self._lock:
+                text = f"{FRAMES[frame % len(FRAMES)]} {self._label}: {self._status or 'starting'}"
+                self.stream.write(f"\r\033[K{text} {self.elapsed():.1f}s")
+                self.stream.flush()
+            frame += 1

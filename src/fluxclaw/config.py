@@ -1,0 +1,114 @@
+"""Where the key and base URL come from: arguments, then the environment, then the config file.
+
+The CLI's `login` writes the file with `write_config`; everything else only reads. The key is
+kept out of reprs so a stray `print(settings)` or a traceback never shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fluxclaw import contract
+
+ENV_API_KEY = "RUNAPI_API_KEY"
+ENV_BASE_URL = "RUNAPI_BASE_URL"
+ENV_CONFIG = "FLUXCLAW_CONFIG"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    api_key: str | None = field(repr=False)
+    base_url: str
+    source: str = "default"  # where the key came from: argument, environment, config or none
+
+    def __repr__(self) -> str:
+        key = "None" if self.api_key is None else "'***'"
+        return f"Settings(api_key={key}, base_url={self.base_url!r}, source={self.source!r})"
+
+
+def config_path() -> Path:
+    """`FLUXCLAW_CONFIG` if set, else the platform's user config folder."""
+    explicit = os.environ.get(ENV_CONFIG)
+    if explicit:
+        return Path(explicit).expanduser()
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("fluxclaw")) / "config.json"
+
+
+def load_config(path: Path | None = None) -> dict[str, Any]:
+    """The config file's contents; a missing or unreadable file counts as empty."""
+    path = path or config_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_config(
+    *, api_key: str | None = None, base_url: str | None = None, path: Path | None = None
+) -> Path:
+    """Merge the given values into the config file, atomically and readable by the owner only.
+
+    Passing `None` keeps the stored value; passing an empty string removes it.
+    """
+    path = path or config_path()
+    data = load_config(path)
+    for name, value in (("api_key", api_key), ("base_url", base_url)):
+        if value is None:
+            continue
+        if value.strip():
+            data[name] = value.strip()
+        else:
+            data.pop(name, None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def resolve_settings(api_key: str | None = None, base_url: str | None = None) -> Settings:
+    """Explicit arguments win, then RUNAPI_API_KEY / RUNAPI_BASE_URL, then the config file."""
+    stored: dict[str, Any] | None = None
+
+    def from_file(name: str) -> str | None:
+        nonlocal stored
+        if stored is None:
+            stored = load_config()
+        value = stored.get(name)
+        return value.strip() if isinstance(value, str) and value.strip() else None
+
+    key, source = _first(
+        ("argument", api_key),
+        ("environment", os.environ.get(ENV_API_KEY)),
+    )
+    if key is None:
+        key = from_file("api_key")
+        source = "config" if key else "none"
+    url, _ = _first(("argument", base_url), ("environment", os.environ.get(ENV_BASE_URL)))
+    if url is None:
+        url = from_file("base_url") or contract.DEFAULT_BASE_URL
+    return Settings(api_key=key, base_url=url.rstrip("/"), source=source)
+
+
+def _first(*candidates: tuple[str, str | None]) -> tuple[str | None, str]:
+    for source, value in candidates:
+        if value is not None and value.strip():
+            return value.strip(), source
+    return None, "none"

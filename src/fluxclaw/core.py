@@ -1,0 +1,412 @@
+"""What both clients share: building and checking requests, reading answers, and each wait's
+state (what to ask, when, and what an answer means). No I/O here, so `Client` and
+`AsyncClient` differ only in how they send and sleep.
+
+Validation runs before any request, every create carries an Idempotency-Key, and every error
+raised once a task exists carries its id.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypedDict
+
+from fluxclaw import contract, errors, files
+from fluxclaw.config import Settings, resolve_settings
+from fluxclaw.models import (
+    Result,
+    Task,
+    TaskRequest,
+    TaskStatus,
+    failed_error,
+    parse_task,
+    result_from,
+)
+from fluxclaw.polling import DurationStats, Plan, PollPolicy, PollSchedule, Preset
+from fluxclaw.pricing import CostEstimate, estimate_cost
+from fluxclaw.transport import Call, Reply, RetryPolicy
+
+DEFAULT_WAIT_TIMEOUT = 600.0
+ImageSource = str | os.PathLike[str] | bytes
+OnUpdate = Callable[[TaskStatus], Any]
+_PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
+_PLACEHOLDER = "https://upload.invalid/local-image-{}"
+
+
+class CreateOptions(TypedDict, total=False):
+    """Options of every create (`generate`, `remix`, `submit_*`); defaults in brackets.
+
+    model ("pro"): pro, flex, max or a full model id. aspect_ratio ("1:1"; None omits it).
+    resolution ("1k"; None omits it). safety_checker (omitted). callback_url (omitted).
+    idempotency_key (a fresh UUID). client_request_id (omitted). extra_body: raw fields,
+    checked like the rest.
+    """
+
+    model: str
+    aspect_ratio: str | None
+    resolution: str | None
+    safety_checker: bool | None
+    callback_url: str | None
+    idempotency_key: str | None
+    client_request_id: str | None
+    extra_body: Mapping[str, Any] | None
+
+
+class HintSource(Protocol):
+    """Something that learns of finished tasks early (a callback receiver)."""
+
+    @property
+    def callback_url(self) -> str | None: ...
+
+    def wait_for(self, task_id: str, timeout: float) -> bool: ...
+
+
+def resume_hint(task_id: str) -> str:
+    return f'resume with fluxclaw wait {task_id} or client.wait("{task_id}")'
+
+
+class Core:
+    """Request building, answer reading and bookkeeping shared by both clients."""
+
+    def __init__(
+        self,
+        api_key: str | None,
+        base_url: str | None,
+        *,
+        timeout: float,
+        poll: PollPolicy | Preset | None,
+        retry: RetryPolicy | None,
+        max_image_bytes: int,
+        prices: Mapping[str, Mapping[str, int]] | None,
+    ) -> None:
+        self.settings: Settings = resolve_settings(api_key, base_url)
+        self.timeout = timeout
+        if isinstance(poll, str):
+            poll = PollPolicy.preset(poll)
+        self.poll = poll or PollPolicy()
+        self.retry = retry or RetryPolicy()
+        self.max_image_bytes = max_image_bytes
+        self.prices = prices
+        self.stats = DurationStats(self.poll)
+        self._tasks: OrderedDict[str, Task] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def build_request(
+        self,
+        action: contract.Action,
+        prompt: str,
+        options: CreateOptions,
+        sources: Sequence[str] | None = None,
+    ) -> TaskRequest:
+        """The create body for `action`, checked against every contract rule before it is sent."""
+        model = options.get("model", "pro")
+        try:
+            chosen = contract.resolve_model(str(model), action)
+        except ValueError as exc:
+            raise errors.ValidationError(str(exc), errors={"model": [str(exc)]}) from None
+        body: dict[str, Any] = {"model": chosen.id, "prompt": prompt}
+        wanted = {
+            "aspect_ratio": options.get("aspect_ratio", contract.DEFAULT_ASPECT_RATIO),
+            "output_resolution": options.get("resolution", contract.DEFAULT_RESOLUTION),
+            "enable_safety_checker": options.get("safety_checker"),
+            "callback_url": options.get("callback_url"),
+        }
+        body.update({k: v for k, v in wanted.items() if v is not None})
+        if action == "remix_image":
+            body["source_image_urls"] = list(sources or [])
+        body.update(options.get("extra_body") or {})
+        violations = contract.validate_request(action, body)
+        if violations:
+            found: dict[str, list[str]] = {}
+            for violation in violations:
+                found.setdefault(violation.field, []).append(violation.message)
+            message = " ".join(v.message for v in violations)
+            raise errors.ValidationError(message, errors=found)
+        return TaskRequest(
+            action=action,
+            model=chosen.id,
+            family=chosen.family,
+            prompt=prompt,
+            aspect_ratio=body.get("aspect_ratio"),
+            resolution=str(body.get("output_resolution") or contract.DEFAULT_RESOLUTION),
+            body=body,
+        )
+
+    def create_call(self, request: TaskRequest, options: CreateOptions) -> tuple[Call, str]:
+        key = options.get("idempotency_key") or str(uuid.uuid4())
+        _check_header("idempotency_key", key)
+        headers = {contract.H_IDEMPOTENCY_KEY: key}
+        client_request_id = options.get("client_request_id")
+        if client_request_id is not None:
+            _check_header("client_request_id", client_request_id)
+            headers[contract.H_CLIENT_REQUEST_ID] = client_request_id
+        path = contract.create_path(request.action)
+        return Call("POST", path, json=dict(request.body), headers=headers), key
+
+    def check_create(self, options: CreateOptions) -> None:
+        """Header values are checked with the body, before uploads or any other request."""
+        if options.get("idempotency_key") is not None:
+            _check_header("idempotency_key", str(options["idempotency_key"]))
+        if options.get("client_request_id") is not None:
+            _check_header("client_request_id", str(options["client_request_id"]))
+
+    def task_from(self, reply: Reply, request: TaskRequest, key: str, started: float) -> Task:
+        status = parse_task(
+            reply.body, request.action, request=request, request_id=reply.request_id, create=True
+        )
+        task = Task(
+            id=status.task_id,
+            action=request.action,
+            status=status.status,
+            request=request,
+            idempotency_key=key,
+            request_id=reply.request_id,
+            replayed=status.replayed,
+            started=started,
+        )
+        with self._lock:
+            self._tasks[task.id] = task
+            while len(self._tasks) > 4096:
+                self._tasks.popitem(last=False)
+        return task
+
+    def known(self, task: str | Task, action: contract.Action | None) -> Task:
+        """A Task for an id: the one submitted here if any, else a bare handle for resuming."""
+        if isinstance(task, Task):
+            return task
+        task_id = check_task_id(task)
+        with self._lock:
+            found = self._tasks.get(task_id)
+        if found is not None:
+            return found
+        return Task(id=task_id, action=action or "text_to_image", status="unknown")
+
+    def status_call(self, task_id: str, action: contract.Action) -> Call:
+        return Call("GET", contract.status_path(action, task_id), task_id=task_id)
+
+    def create_failed(self, error: errors.FluxclawError, key: str) -> errors.FluxclawError:
+        """A create that got no answer may still have made a task: the key gets it back."""
+        if isinstance(error, errors.NetworkError | errors.TimeoutError | errors.ServerError):
+            error.hint = (
+                f"The task may exist: retry with idempotency_key={key!r} to get it back "
+                "without paying twice."
+            )
+        return error
+
+    def submitted(self, task: Task) -> TaskStatus:
+        """What `on_update` hears first: the task id, before any waiting."""
+        return TaskStatus(
+            task.id,
+            task.action,
+            task.status,
+            request_id=task.request_id,
+            replayed=task.replayed,
+            elapsed=0.0,
+        )
+
+    def schedules_call(self, action: contract.Action | None, model: str | None) -> Call:
+        params = {"service": contract.SERVICE}
+        if action:
+            params["action"] = action
+        if model:
+            try:
+                params["model"] = contract.resolve_model(model, action or "text_to_image").id
+            except ValueError as exc:
+                raise errors.ValidationError(str(exc), errors={"model": [str(exc)]}) from None
+        return Call("GET", "/api/v1/price_schedules", params=params, auth=False)
+
+    def estimate(
+        self, model: str, resolution: str, count: int, action: contract.Action
+    ) -> CostEstimate:
+        return estimate_cost(model, resolution, count, action=action, prices=self.prices)
+
+    def quote_call(self, request: TaskRequest) -> Call:
+        body = {"service": contract.SERVICE, "action": request.action, **request.body}
+        return Call("POST", "/api/v1/price_quotes", json=body, auth=False)
+
+    def waiter(
+        self,
+        task: str | Task,
+        action: contract.Action | None,
+        timeout: float | None,
+        on_update: OnUpdate | None,
+        hints: HintSource | None,
+    ) -> Wait:
+        handle = self.known(task, action)
+        guessed = action is None and handle.request is None and not isinstance(task, Task)
+        return Wait(self, handle, timeout, on_update, hints, guessed)
+
+    def redacted_repr(self, name: str) -> str:
+        key = "None" if self.settings.api_key is None else "'***'"
+        return f"{name}(base_url={self.settings.base_url!r}, api_key={key})"
+
+
+class Wait:
+    """One wait's state: what to ask next, when, and what each answer means."""
+
+    def __init__(
+        self,
+        core: Core,
+        task: Task,
+        timeout: float | None,
+        on_update: OnUpdate | None,
+        hints: HintSource | None,
+        guessed_action: bool,
+    ) -> None:
+        self.core = core
+        self.task = task
+        self.action: contract.Action = task.action
+        self.guessed = guessed_action
+        self.on_update = on_update
+        self.hints = hints
+        self.timeout = core.timeout if timeout is None else timeout
+        if self.timeout <= 0:
+            raise errors.ValidationError(f"timeout={timeout} must be more than 0 seconds.")
+        now = time.monotonic()
+        self.deadline = now + self.timeout
+        request = task.request
+        self.key = (request.model, request.resolution) if request else None
+        plan = core.stats.plan(
+            self.key or ("", ""),
+            request.family if request else None,
+            request.resolution if request else contract.DEFAULT_RESOLUTION,
+        )
+        if task.started is None or task.status in contract.TERMINAL_STATUSES:
+            # Resumed, or replayed after it ended: it may have finished long ago, so ask at once.
+            plan = Plan(first=0.0, near=plan.near, late_after=plan.late_after, cap=plan.cap)
+        self.schedule = PollSchedule(
+            core.poll,
+            plan,
+            started=task.started if task.started is not None else now,
+            deadline=self.deadline,
+            clock=time.monotonic,
+        )
+        self.retry_after: float | None = None
+        self.hint_spent = False
+        self.call = core.status_call(task.id, self.action)
+
+    @property
+    def listening(self) -> bool:
+        """Whether to wait for a callback rather than sleep. Once a callback has woken us and
+        the GET did not confirm it, it is spent: back to the poll schedule, never a busy loop."""
+        return self.hints is not None and not self.hint_spent
+
+    def delay(self) -> float:
+        if self.listening and self.schedule.polls > 0:
+            # A callback will wake us; poll rarely, only in case it never comes.
+            fallback = max(self.schedule.plan.cap * 4, self.core.poll.max_interval)
+            return max(0.0, min(fallback, self.deadline - time.monotonic()))
+        return self.schedule.delay(self.retry_after)
+
+    def not_found(self, error: errors.NotFoundError) -> bool:
+        """A resumed id may belong to the other action: try it once before giving up."""
+        if self.guessed and self.action == "text_to_image":
+            self.action = "remix_image"
+            self.call = self.core.status_call(self.task.id, self.action)
+            self.guessed = False
+            return True
+        return False
+
+    def observe(self, reply: Reply) -> tuple[TaskStatus, Result | None]:
+        """Read one status answer: a result, an error, or (None) poll again."""
+        started = self.task.started
+        elapsed = None if started is None else time.monotonic() - started
+        status = parse_task(
+            reply.body,
+            self.action,
+            request=self.task.request,
+            request_id=reply.request_id,
+            retry_after=reply.retry_after,
+            expected_id=self.task.id,
+            elapsed=elapsed,
+            polls=self.schedule.polls + 1,
+        )
+        self.schedule.polled(status.done)
+        self.retry_after = reply.retry_after
+        if status.status == "completed":
+            if self.key is not None and started is not None and not self.task.replayed:
+                self.core.stats.record(
+                    self.key, self.schedule.finished_after(), first_poll=self.schedule.plan.first
+                )
+            return status, result_from(status, self.task)
+        return status, None
+
+    def after_update(self, status: TaskStatus) -> None:
+        if status.status == "failed":
+            raise failed_error(status)
+        if self.schedule.expired():
+            raise errors.TaskTimeoutError(
+                f"task {self.task.id} is still {status.status} after {self.timeout:g}s; "
+                f"it may still finish: {resume_hint(self.task.id)}",
+                task_id=self.task.id,
+                request_id=status.request_id,
+            )
+
+    def annotate(self, error: errors.FluxclawError) -> errors.FluxclawError:
+        if error.task_id is None:
+            error.task_id = self.task.id
+        if error.hint is None and not isinstance(error, errors.TaskFailedError):
+            error.hint = f"The task may still finish: {resume_hint(self.task.id)}."
+        return error
+
+
+def check_task_id(task_id: str) -> str:
+    """Task ids are canonical UUIDs; anything else is refused before it reaches a URL."""
+    try:
+        parsed = uuid.UUID(str(task_id).strip())
+    except ValueError:
+        raise errors.ValidationError(
+            f"task_id={task_id!r} is not a task id; task ids are UUIDs like "
+            "123e4567-e89b-12d3-a456-426614174000.",
+            errors={"task_id": ["not a UUID"]},
+        ) from None
+    return str(parsed)
+
+
+def _check_header(name: str, value: str) -> None:
+    if not value or len(value) > contract.HEADER_VALUE_MAX or not _PRINTABLE.match(value):
+        raise errors.ValidationError(
+            f"{name}={value[:40]!r} must be 1 to {contract.HEADER_VALUE_MAX} printable ASCII "
+            "characters.",
+            errors={name: ["invalid header value"]},
+        )
+
+
+def split_sources(images: Sequence[ImageSource]) -> tuple[list[str], dict[int, tuple[bytes, str]]]:
+    """URLs stay as they are; local paths and bytes are read and checked (not yet uploaded)."""
+    if isinstance(images, str | bytes | os.PathLike):
+        images = [images]
+    urls: list[str] = []
+    local: dict[int, tuple[bytes, str]] = {}
+    for index, source in enumerate(images):
+        if isinstance(source, str) and contract.is_http_url(source):
+            urls.append(source)
+        elif isinstance(source, str) and source.startswith(("http://", "https://")):
+            urls.append(source)  # malformed URL: let the contract's message name it
+        else:
+            local[index] = files.read_source(source, index)
+            urls.append(_PLACEHOLDER.format(index))
+    return urls, local
+
+
+def account_body(reply: Reply) -> dict[str, Any]:
+    if not isinstance(reply.body, dict):
+        raise errors.ServerError(
+            "the server answered an unexpected body", request_id=reply.request_id
+        )
+    return reply.body
+
+
+def callback_for(options: CreateOptions, receiver: HintSource | None) -> CreateOptions:
+    """A receiver's URL becomes the task's callback_url unless one was given."""
+    if receiver is not None and options.get("callback_url") is None and receiver.callback_url:
+        return {**options, "callback_url": receiver.callback_url}
+    return options

@@ -1,0 +1,454 @@
+"""Images in and out: size-capped downloads written atomically, and uploads for remixing.
+
+Image hosts and upload URLs are other origins, so everything here goes through a plain httpx
+client that has no Authorization header at all: redirects cannot leak the key because there is
+no key to leak. Generated URLs expire (7 days), so a saved file carries its own provenance (the
+prompt, model, task id and cost) in its metadata and in a JSON sidecar next to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import os
+import struct
+import tempfile
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from fluxclaw import errors
+from fluxclaw.transport import (
+    DEFAULT_RETRY,
+    RETRY_STATUSES,
+    Call,
+    RetryBudget,
+    RetryPolicy,
+    error_from_response,
+    transport_error,
+)
+
+ImageFormat = Literal["png", "jpeg", "webp"]
+FORMATS: tuple[ImageFormat, ...] = ("png", "jpeg", "webp")
+EXTENSIONS: dict[str, ImageFormat] = {
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".webp": "webp",
+}
+SUFFIX: dict[ImageFormat, str] = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+MIME: dict[ImageFormat, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+MAX_UPLOAD_BYTES = 32 * 1024 * 1024
+CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SavedImage:
+    path: Path
+    sidecar: Path | None
+    format: ImageFormat
+    width: int
+    height: int
+    size_bytes: int
+    sha256: str
+    url: str
+
+
+def sniff(data: bytes) -> ImageFormat | None:
+    """The image format from the first bytes; what a server calls it does not matter."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Downloads
+
+
+def download(
+    http: httpx.Client,
+    url: str,
+    *,
+    max_bytes: int = MAX_IMAGE_BYTES,
+    policy: RetryPolicy = DEFAULT_RETRY,
+    task_id: str | None = None,
+) -> bytes:
+    """The image at `url`, streamed and capped, retried like an API read."""
+    budget = RetryBudget(policy)
+    while True:
+        try:
+            with http.stream("GET", url) as response:
+                _check_download(response, url, max_bytes, task_id)
+                buffer = bytearray()
+                for chunk in response.iter_bytes(CHUNK):
+                    _append(buffer, chunk, url, max_bytes, task_id)
+                return _checked_image(bytes(buffer), url, task_id)
+        except httpx.TransportError as exc:
+            error = transport_error(exc, "image download", task_id)
+        except _Retryable as exc:
+            error = exc.error
+        delay = budget.next_delay(error)
+        if delay is None:
+            raise _download_failed(url, error, task_id) from None
+        time.sleep(delay)
+
+
+async def adownload(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    max_bytes: int = MAX_IMAGE_BYTES,
+    policy: RetryPolicy = DEFAULT_RETRY,
+    task_id: str | None = None,
+) -> bytes:
+    budget = RetryBudget(policy)
+    while True:
+        try:
+            async with http.stream("GET", url) as response:
+                _check_download(response, url, max_bytes, task_id)
+                buffer = bytearray()
+                async for chunk in response.aiter_bytes(CHUNK):
+                    _append(buffer, chunk, url, max_bytes, task_id)
+                return _checked_image(bytes(buffer), url, task_id)
+        except httpx.TransportError as exc:
+            error = transport_error(exc, "image download", task_id)
+        except _Retryable as exc:
+            error = exc.error
+        delay = budget.next_delay(error)
+        if delay is None:
+            raise _download_failed(url, error, task_id) from None
+        await asyncio.sleep(delay)
+
+
+class _Retryable(Exception):
+    def __init__(self, error: errors.FluxclawError) -> None:
+        self.error = error
+
+
+def _check_download(
+    response: httpx.Response, url: str, max_bytes: int, task_id: str | None
+) -> None:
+    if response.status_code != 200:
+        error = error_from_response(
+            response.status_code,
+            response.headers,
+            b"",  # an image host's error page says nothing useful; do not read it
+            what="image download",
+            task_id=task_id,
+        )
+        if response.status_code in RETRY_STATUSES:
+            raise _Retryable(error)
+        hint = (
+            "Image URLs expire after 7 days." if response.status_code in (403, 404, 410) else None
+        )
+        raise errors.DownloadError(
+            f"image download failed ({response.status_code}): {_short(url)}",
+            status=response.status_code,
+            task_id=task_id,
+            hint=hint,
+        )
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_big(url, max_bytes, task_id)
+
+
+def _append(buffer: bytearray, chunk: bytes, url: str, max_bytes: int, task_id: str | None) -> None:
+    buffer += chunk
+    if len(buffer) > max_bytes:
+        raise _too_big(url, max_bytes, task_id)
+
+
+def _checked_image(data: bytes, url: str, task_id: str | None) -> bytes:
+    if sniff(data) is None:
+        raise errors.DownloadError(
+            f"image download from {_short(url)} is not a PNG, JPEG or WebP image", task_id=task_id
+        )
+    return data
+
+
+def _too_big(url: str, max_bytes: int, task_id: str | None) -> errors.DownloadError:
+    return errors.DownloadError(
+        f"image at {_short(url)} is larger than the {max_bytes} byte cap", task_id=task_id
+    )
+
+
+def _download_failed(url: str, error: errors.FluxclawError, task_id: str | None) -> Exception:
+    if isinstance(error, errors.DownloadError):
+        return error
+    return errors.DownloadError(
+        f"image download from {_short(url)} failed: {error.message}",
+        status=error.status,
+        task_id=task_id,
+    )
+
+
+def _short(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def target_paths(
+    dest: str | os.PathLike[str] | None, count: int, stem: str, fmt: ImageFormat | None
+) -> list[tuple[Path, ImageFormat | None]]:
+    """Where `count` images go: into a folder as <stem>[-i].<ext>, or a file name (numbered).
+
+    A file name's suffix picks the format when none is given (`cat.webp` converts to WebP).
+    """
+    path = Path(dest) if dest is not None else Path.cwd()
+    is_dir = (
+        dest is None
+        or path.is_dir()
+        or str(dest).endswith(("/", os.sep))
+        or path.suffix.lower() not in EXTENSIONS
+    )
+    out: list[tuple[Path, ImageFormat | None]] = []
+    for index in range(count):
+        suffix = f"-{index + 1}" if count > 1 else ""
+        if is_dir:
+            out.append((path / f"{stem}{suffix}", fmt))
+        else:
+            chosen = fmt or EXTENSIONS[path.suffix.lower()]
+            out.append((path.with_name(f"{path.stem}{suffix}{SUFFIX[chosen]}"), chosen))
+    return out
+
+
+def store(
+    data: bytes,
+    path: Path,
+    *,
+    fmt: ImageFormat | None = None,
+    quality: int | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    sidecar: bool = True,
+    url: str = "",
+) -> SavedImage:
+    """Write one image atomically, converted if asked, with provenance inside and beside it.
+
+    `path` gets the format's suffix if it has no image suffix yet.
+    """
+    from PIL import Image as PILImage
+
+    source = sniff(data)
+    if source is None:
+        raise errors.DownloadError(f"{_short(url) or 'data'} is not a PNG, JPEG or WebP image")
+    target = fmt or source
+    if path.suffix.lower() not in EXTENSIONS:
+        path = path.with_name(path.name + SUFFIX[target])
+    meta = dict(metadata or {})
+    text = json.dumps(meta, ensure_ascii=False, sort_keys=True)
+    if target != source or quality is not None:
+        output = _convert(data, target, quality, meta, text)
+    elif target == "png":
+        output = _png_with_text(
+            data, {"fluxclaw": text, "Description": str(meta.get("prompt", ""))}
+        )
+    elif target == "jpeg":
+        output = _jpeg_with_comment(data, text)
+    else:
+        output = data  # WebP as served: provenance goes to the sidecar only
+    with PILImage.open(io.BytesIO(output)) as image:
+        width, height = image.size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, output)
+    digest = hashlib.sha256(output).hexdigest()
+    side: Path | None = None
+    if sidecar:
+        side = path.with_name(path.name + ".json")
+        record = {
+            **meta,
+            "file": path.name,
+            "format": target,
+            "width": width,
+            "height": height,
+            "size_bytes": len(output),
+            "sha256": digest,
+            "source_url": url or None,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        atomic_write(side, (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode())
+    return SavedImage(path, side, target, width, height, len(output), digest, url)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Readers see the old file or the whole new one, never half of it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _convert(
+    data: bytes, target: ImageFormat, quality: int | None, meta: Mapping[str, Any], text: str
+) -> bytes:
+    from PIL import Image as PILImage
+    from PIL import PngImagePlugin
+
+    with PILImage.open(io.BytesIO(data)) as image:
+        image.load()
+        out = io.BytesIO()
+        exif = PILImage.Exif()
+        exif[0x010E] = text  # ImageDescription
+        exif[0x0131] = "fluxclaw"  # Software
+        if target == "png":
+            info = PngImagePlugin.PngInfo()
+            info.add_itxt("fluxclaw", text)
+            info.add_itxt("Description", str(meta.get("prompt", "")))
+            image.save(out, "PNG", pnginfo=info)
+        elif target == "jpeg":
+            rgb = image.convert("RGB") if image.mode not in ("RGB", "L") else image
+            rgb.save(out, "JPEG", quality=quality or 90, exif=exif.tobytes(), comment=text.encode())
+        else:
+            image.save(out, "WEBP", quality=quality or 90, exif=exif.tobytes())
+        return out.getvalue()
+
+
+def _png_with_text(data: bytes, entries: Mapping[str, str]) -> bytes:
+    """Add iTXt chunks right after IHDR, leaving the pixels' bytes untouched (no re-encode)."""
+    ihdr_end = 8 + 8 + 13 + 4  # signature, length+type, IHDR data, CRC
+    chunks = b""
+    for key, value in entries.items():
+        body = key.encode("latin-1") + b"\x00\x00\x00" + b"\x00" + b"\x00" + value.encode()
+        chunks += struct.pack(">I", len(body)) + b"iTXt" + body
+        chunks += struct.pack(">I", zlib.crc32(b"iTXt" + body) & 0xFFFFFFFF)
+    return data[:ihdr_end] + chunks + data[ihdr_end:]
+
+
+def _jpeg_with_comment(data: bytes, text: str) -> bytes:
+    """Add a COM segment after SOI (no re-encode); JPEG segments hold at most 65533 bytes."""
+    body = text.encode()[:65533]
+    return data[:2] + b"\xff\xfe" + struct.pack(">H", len(body) + 2) + body + data[2:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Uploads (prepare with the API, PUT without Authorization, confirm with the API)
+
+
+def read_source(source: str | os.PathLike[str] | bytes, index: int) -> tuple[bytes, str]:
+    """Bytes and a file name for a local image given as a path or raw bytes; checked, not sent."""
+    field = f"images[{index}]"
+    if isinstance(source, bytes | bytearray):
+        data = bytes(source)
+        fmt = sniff(data)
+        name = f"image-{index + 1}{SUFFIX[fmt] if fmt else ''}"
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise errors.ValidationError(
+                f"{field}={os.fspath(source)} is neither an http(s) URL nor an existing file.",
+                errors={field: ["not found"]},
+            )
+        size = path.stat().st_size
+        if size > MAX_UPLOAD_BYTES:
+            raise errors.ValidationError(
+                f"{field}={path} has {size} bytes; at most {MAX_UPLOAD_BYTES} are allowed.",
+                errors={field: ["too large"]},
+            )
+        data = path.read_bytes()
+        fmt = sniff(data)
+        name = path.name
+    if fmt is None:
+        raise errors.ValidationError(
+            f"{field} is not a PNG, JPEG or WebP image.", errors={field: ["not an image"]}
+        )
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise errors.ValidationError(
+            f"{field} has {len(data)} bytes; at most {MAX_UPLOAD_BYTES} are allowed.",
+            errors={field: ["too large"]},
+        )
+    return data, name
+
+
+def prepare_call(data: bytes, filename: str) -> Call:
+    checksum = base64.b64encode(hashlib.md5(data).digest()).decode()
+    body = {"filename": filename, "byte_size": len(data), "checksum": checksum}
+    return Call("POST", "/api/v1/files/prepare", json=body)
+
+
+def confirm_call(signed_id: str) -> Call:
+    return Call("POST", "/api/v1/files/confirm", json={"signed_id": signed_id})
+
+
+def upload_target(answer: Any) -> tuple[str, str, dict[str, str]]:
+    """signed_id, upload_url and headers of a prepare answer, checked."""
+    if not isinstance(answer, dict):
+        raise errors.ServerError("files/prepare answered an unexpected body")
+    signed_id, url, headers = (
+        answer.get("signed_id"),
+        answer.get("upload_url"),
+        answer.get("headers"),
+    )
+    if not isinstance(signed_id, str) or not isinstance(url, str) or not url.startswith("http"):
+        raise errors.ServerError("files/prepare answered without signed_id or upload_url")
+    clean = {
+        str(k): str(v) for k, v in (headers or {}).items() if str(k).lower() != "authorization"
+    }
+    return signed_id, url, clean
+
+
+def file_url(answer: Any) -> str:
+    if not isinstance(answer, dict) or not isinstance(answer.get("url"), str):
+        raise errors.ServerError("files/confirm answered without a url")
+    return str(answer["url"])
+
+
+def put(
+    http: httpx.Client, url: str, data: bytes, headers: Mapping[str, str], policy: RetryPolicy
+) -> None:
+    budget = RetryBudget(policy)
+    while True:
+        try:
+            response = http.put(url, content=data, headers=dict(headers))
+            if response.is_success:
+                return
+            error = error_from_response(
+                response.status_code, response.headers, response.content, what="upload PUT"
+            )
+        except httpx.TransportError as exc:
+            error = transport_error(exc, "upload PUT", None)
+        delay = budget.next_delay(error)
+        if delay is None:
+            raise error
+        time.sleep(delay)
+
+
+async def aput(
+    http: httpx.AsyncClient, url: str, data: bytes, headers: Mapping[str, str], policy: RetryPolicy
+) -> None:
+    budget = RetryBudget(policy)
+    while True:
+        try:
+            response = await http.put(url, content=data, headers=dict(headers))
+            if response.is_success:
+                return
+            error = error_from_response(
+                response.status_code, response.headers, response.content, what="upload PUT"
+            )
+        except httpx.TransportError as exc:
+            error = transport_error(exc, "upload PUT", None)
+        delay = budget.next_delay(error)
+        if delay is None:
+            raise error
+        await asyncio.sleep(delay)

@@ -1,0 +1,400 @@
+"""What the client hands back: task handles, status snapshots, results and their images.
+
+Answers are parsed strictly where it matters: a status outside the contract raises
+`UnknownStatusError` at once instead of being polled forever, and every object knows its task id,
+because a task id is all it takes to get a paid result back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic import ValidationError as PydanticValidationError
+
+from fluxclaw import contract, errors
+from fluxclaw.files import ImageFormat, SavedImage
+
+Dest = str | os.PathLike[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    """What was asked for; it travels with the task so results and files carry provenance."""
+
+    action: contract.Action
+    model: str
+    family: contract.Family
+    prompt: str
+    aspect_ratio: str | None
+    resolution: str
+    body: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A submitted task. Its `id` alone is enough to resume: `client.wait(task.id)`."""
+
+    id: str
+    action: contract.Action
+    status: str
+    request: TaskRequest | None = None
+    idempotency_key: str | None = None
+    request_id: str | None = None
+    replayed: bool = False
+    submitted_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started: float | None = field(default=None, repr=False, compare=False)  # monotonic clock
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """One generated image. Its URL expires after 7 days; `save` keeps it for good."""
+
+    url: str
+    index: int = 0
+    metadata: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def read(self) -> bytes:
+        """The image's bytes (a fresh connection; a client's `save` reuses its pool)."""
+        from fluxclaw import files, transport
+
+        with transport.plain_client() as http:
+            return files.download(http, self.url, task_id=self.metadata.get("task_id"))
+
+    async def aread(self) -> bytes:
+        from fluxclaw import files, transport
+
+        async with transport.async_plain_client() as http:
+            return await files.adownload(http, self.url, task_id=self.metadata.get("task_id"))
+
+    def save(
+        self,
+        dest: Dest = None,
+        *,
+        format: ImageFormat | None = None,
+        quality: int | None = None,
+        sidecar: bool = True,
+    ) -> SavedImage:
+        from fluxclaw import files
+
+        path, fmt = files.target_paths(dest, 1, _stem(self), format)[0]
+        return files.store(
+            self.read(),
+            path,
+            fmt=fmt,
+            quality=quality,
+            metadata=self.metadata,
+            sidecar=sidecar,
+            url=self.url,
+        )
+
+    async def asave(
+        self,
+        dest: Dest = None,
+        *,
+        format: ImageFormat | None = None,
+        quality: int | None = None,
+        sidecar: bool = True,
+    ) -> SavedImage:
+        from fluxclaw import files
+
+        path, fmt = files.target_paths(dest, 1, _stem(self), format)[0]
+        return files.store(
+            await self.aread(),
+            path,
+            fmt=fmt,
+            quality=quality,
+            metadata=self.metadata,
+            sidecar=sidecar,
+            url=self.url,
+        )
+
+
+def _stem(image: Image) -> str:
+    task_id = str(image.metadata.get("task_id") or "image")
+    return task_id if image.index == 0 else f"{task_id}-{image.index + 1}"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    """One answer about a task; also what `on_update` receives after each poll."""
+
+    task_id: str
+    action: contract.Action
+    status: str
+    images: tuple[Image, ...] = ()
+    cost_usd: float | None = None
+    error: str | None = None
+    request_id: str | None = None
+    retry_after: float | None = None
+    replayed: bool = False
+    elapsed: float | None = None  # seconds since submission, when this client submitted it
+    polls: int = 0
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def done(self) -> bool:
+        return self.status in contract.TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A completed task: its images, what it cost and how long it took."""
+
+    task_id: str
+    action: contract.Action
+    status: str
+    images: tuple[Image, ...]
+    cost_usd: float | None
+    model: str | None = None
+    prompt: str | None = None
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    request_id: str | None = None
+    replayed: bool = False
+    submitted_at: datetime | None = None
+    completed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    elapsed: float | None = None  # seconds from submission to seeing the result
+    polls: int = 0
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def url(self) -> str:
+        return self.images[0].url
+
+    @property
+    def cost_cents(self) -> int | None:
+        return None if self.cost_usd is None else round(self.cost_usd * 100)
+
+    def save(
+        self,
+        dest: Dest = None,
+        *,
+        format: ImageFormat | None = None,
+        quality: int | None = None,
+        sidecar: bool = True,
+    ) -> list[SavedImage]:
+        """Download every image into `dest` (a folder, default the current one, or a file name)."""
+        from fluxclaw import files, transport
+
+        with transport.plain_client() as http:
+            return [
+                files.store(
+                    files.download(http, image.url, task_id=self.task_id),
+                    path,
+                    fmt=fmt,
+                    quality=quality,
+                    metadata=image.metadata,
+                    sidecar=sidecar,
+                    url=image.url,
+                )
+                for image, (path, fmt) in zip(
+                    self.images,
+                    files.target_paths(dest, len(self.images), self.task_id, format),
+                    strict=True,
+                )
+            ]
+
+    async def asave(
+        self,
+        dest: Dest = None,
+        *,
+        format: ImageFormat | None = None,
+        quality: int | None = None,
+        sidecar: bool = True,
+    ) -> list[SavedImage]:
+        from fluxclaw import files, transport
+
+        saved = []
+        async with transport.async_plain_client() as http:
+            targets = files.target_paths(dest, len(self.images), self.task_id, format)
+            for image, (path, fmt) in zip(self.images, targets, strict=True):
+                data = await files.adownload(http, image.url, task_id=self.task_id)
+                saved.append(
+                    files.store(
+                        data,
+                        path,
+                        fmt=fmt,
+                        quality=quality,
+                        metadata=image.metadata,
+                        sidecar=sidecar,
+                        url=image.url,
+                    )
+                )
+        return saved
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (what the CLI prints with --json)."""
+        return {
+            "task_id": self.task_id,
+            "status": self.status,
+            "action": self.action,
+            "model": self.model,
+            "prompt": self.prompt,
+            "aspect_ratio": self.aspect_ratio,
+            "resolution": self.resolution,
+            "images": [image.url for image in self.images],
+            "cost_usd": self.cost_usd,
+            "request_id": self.request_id,
+            "replayed": self.replayed,
+            "submitted_at": self.submitted_at.isoformat() if self.submitted_at else None,
+            "completed_at": self.completed_at.isoformat(),
+            "elapsed": self.elapsed,
+            "polls": self.polls,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing answers
+
+
+class _WireImage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    url: str
+
+
+class _WireUsage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    cost: float | None = None
+    generated_images: int | None = None
+
+
+class _Envelope(BaseModel):
+    """A task answer: create, status and callback bodies all share it."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    status: str
+    images: list[_WireImage] | None = None
+    usage: _WireUsage | None = None
+    error: Any = None
+    task_replayed: bool = False
+
+
+def parse_task(
+    body: Any,
+    action: contract.Action,
+    *,
+    request: TaskRequest | None = None,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+    expected_id: str | None = None,
+    elapsed: float | None = None,
+    polls: int = 0,
+    create: bool = False,
+) -> TaskStatus:
+    """A status snapshot from a task answer; a status outside the contract is an error.
+
+    `create` marks a create answer, which carries no images even for a replayed finished task.
+    """
+    try:
+        wire = _Envelope.model_validate(body)
+    except PydanticValidationError:
+        raise errors.ServerError(
+            "the server answered a task body without an id and status",
+            request_id=request_id,
+            task_id=expected_id,
+        ) from None
+    if expected_id is not None and wire.id != expected_id:
+        raise errors.ServerError(
+            f"asked about task {expected_id} but the answer is about {wire.id}",
+            request_id=request_id,
+            task_id=expected_id,
+        )
+    if wire.status not in contract.STATUSES:
+        raise errors.UnknownStatusError(
+            f"task {wire.id} has status {wire.status!r}, which is not one of "
+            f"{', '.join(contract.STATUSES)}; not polling again.",
+            request_id=request_id,
+            task_id=wire.id,
+            hint=f"Check later with `fluxclaw wait {wire.id}` or client.get({wire.id!r}).",
+        )
+    cost = wire.usage.cost if wire.usage else None
+    images: tuple[Image, ...] = ()
+    if wire.images:
+        meta = _metadata(wire.id, action, request, cost)
+        images = tuple(
+            Image(url=image.url, index=i, metadata={**meta, "index": i})
+            for i, image in enumerate(wire.images)
+        )
+    if wire.status == "completed" and not images and not create:  # a replayed create may say
+        # "completed" without images; the status answer has them
+        raise errors.ServerError(
+            f"task {wire.id} is completed but the answer has no images",
+            request_id=request_id,
+            task_id=wire.id,
+        )
+    return TaskStatus(
+        task_id=wire.id,
+        action=action,
+        status=wire.status,
+        images=images,
+        cost_usd=cost,
+        error=_error_text(wire.error),
+        request_id=request_id,
+        retry_after=retry_after,
+        replayed=wire.task_replayed,
+        elapsed=elapsed,
+        polls=polls,
+        raw=body if isinstance(body, dict) else {},
+    )
+
+
+def result_from(status: TaskStatus, task: Task | None) -> Result:
+    request = task.request if task else None
+    return Result(
+        task_id=status.task_id,
+        action=status.action,
+        status=status.status,
+        images=status.images,
+        cost_usd=status.cost_usd,
+        model=request.model if request else None,
+        prompt=request.prompt if request else None,
+        aspect_ratio=request.aspect_ratio if request else None,
+        resolution=request.resolution if request else None,
+        request_id=status.request_id,
+        replayed=task.replayed if task else False,
+        submitted_at=task.submitted_at if task and task.request else None,
+        elapsed=status.elapsed,
+        polls=status.polls,
+        raw=status.raw,
+    )
+
+
+def failed_error(status: TaskStatus) -> errors.TaskFailedError:
+    reason = status.error or "no reason given"
+    return errors.TaskFailedError(
+        f"task {status.task_id} failed: {reason}",
+        request_id=status.request_id,
+        task_id=status.task_id,
+        code="task_failed",
+        hint="Failed tasks are not charged.",
+    )
+
+
+def _metadata(
+    task_id: str, action: contract.Action, request: TaskRequest | None, cost: float | None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"task_id": task_id, "action": action, "cost_usd": cost}
+    if request is not None:
+        meta.update(
+            model=request.model,
+            prompt=request.prompt,
+            aspect_ratio=request.aspect_ratio,
+            resolution=request.resolution,
+        )
+    meta["generator"] = "fluxclaw"
+    return meta
+
+
+def _error_text(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if isinstance(raw, dict):
+        message = raw.get("message") or raw.get("code")
+        return str(message) if message else str(raw)
+    return str(raw)

@@ -1,0 +1,212 @@
+"""When to ask about a task again: pure logic, no I/O, shared by the sync and async clients.
+
+A task cannot be done long before its model's usual time, so the first poll waits for most of
+that time; around the likely finish the polls come quickly; long past it they back off. The
+usual time starts from the contract and is then learned from the completions this client has
+seen, per model and resolution, so the schedule fits whatever the server really does (including
+a sandbox running a hundred times faster). A server's Retry-After always wins, and a hard
+deadline bounds the whole wait.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from fluxclaw import contract
+
+Preset = Literal["eager", "balanced", "frugal"]
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """Knobs of the poll schedule; `PollPolicy.preset("eager"|"balanced"|"frugal")` for presets.
+
+    Times are seconds. `time_scale` multiplies the contract's typical times (a sandbox at
+    speed=100 wants 0.01), so the schedule is right from the first task, not only after learning.
+    """
+
+    first_factor: float = 0.85  # first poll at this share of the typical time (no history yet)
+    quantile: float = 0.2  # learned: first poll where this share of tasks is already done
+    near_fraction: float = 0.12  # interval near the likely finish, as a share of the typical time
+    near_max: float = 0.8  # never wait longer than this between polls near the likely finish
+    late_factor: float = 1.5  # past this multiple of the typical time, back off...
+    backoff: float = 1.5  # ...geometrically by this factor...
+    max_interval: float = 5.0  # ...up to this (and never longer than one typical duration)
+    min_interval: float = 0.01
+    time_scale: float = 1.0
+    history: int = 64  # durations remembered per model and resolution
+    censored_share: float = 0.8  # a task done at its first poll counts as this share of it
+    probe_factor: float = 0.3  # when most recent tasks were done at the first poll, go this early
+    recent: int = 8  # how many recent tasks that check looks at
+    spread_divisor: float = 2.0  # near-finish interval = spread (p90 - p10) / this
+    min_samples: int = 3  # durations needed before the learned schedule replaces the contract's
+
+    @classmethod
+    def preset(cls, name: Preset, **changes: float | int) -> PollPolicy:
+        base = _PRESETS[name]
+        return replace(base, **changes) if changes else base  # type: ignore[arg-type]
+
+
+_PRESETS: dict[str, PollPolicy] = {
+    "eager": PollPolicy(
+        first_factor=0.75, quantile=0.1, near_fraction=0.04, near_max=0.4, spread_divisor=3.0
+    ),
+    "balanced": PollPolicy(),
+    "frugal": PollPolicy(
+        first_factor=0.9,
+        quantile=0.3,
+        near_fraction=0.12,
+        near_max=1.5,
+        spread_divisor=1.5,
+        backoff=2.0,
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Where to poll for one task: first poll, interval near the finish, when it counts as late."""
+
+    first: float
+    near: float
+    late_after: float
+    cap: float
+
+
+def quantile(values: list[float], q: float) -> float:
+    """Linear-interpolated quantile of sorted `values` (at least one)."""
+    if len(values) == 1:
+        return values[0]
+    pos = q * (len(values) - 1)
+    low = math.floor(pos)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (pos - low)
+
+
+class DurationStats:
+    """What this client learned about generation times, per (model id, resolution).
+
+    Each completed task adds one record: its duration, bracketed between the last poll that saw
+    it open and the one that saw it done, or, when the first poll already saw it done, only an
+    upper bound (recorded a little below that bound). The first poll goes at a low quantile of
+    the records; the spread of bracketed durations sets the interval near the likely finish.
+    When most recent tasks were already done at their first poll, the schedule is far too late
+    (a server much faster than the contract), so the first poll jumps well below those bounds:
+    the right time is found within a few tasks, and concurrent tasks cannot make it collapse
+    because every record depends only on its own task.
+    """
+
+    def __init__(self, policy: PollPolicy) -> None:
+        self.policy = policy
+        self._records: dict[tuple[str, str], deque[tuple[float, bool]]] = {}
+        self._lock = threading.Lock()
+
+    def record(
+        self, key: tuple[str, str], seconds: float | None, *, first_poll: float | None = None
+    ) -> None:
+        """Learn from one completed task: its estimated duration, or None when the first poll
+        (at `first_poll` seconds) already saw it done."""
+        if seconds is None:
+            if first_poll is None or first_poll <= 0:
+                return
+            entry = (first_poll, True)
+        elif seconds > 0 and math.isfinite(seconds):
+            entry = (seconds, False)
+        else:
+            return
+        with self._lock:
+            self._records.setdefault(key, deque(maxlen=self.policy.history)).append(entry)
+
+    def samples(self, key: tuple[str, str]) -> list[float]:
+        """Bracketed durations, sorted."""
+        with self._lock:
+            return sorted(v for v, censored in self._records.get(key, ()) if not censored)
+
+    def plan(self, key: tuple[str, str], family: contract.Family | None, resolution: str) -> Plan:
+        p = self.policy
+        with self._lock:
+            records = list(self._records.get(key, ()))
+        prior = contract.typical_seconds(family or "pro", resolution) * p.time_scale
+        recent = records[-p.recent :]
+        bounds = [v for v, censored in recent if censored]
+        if len(records) >= p.min_samples:
+            values = sorted(v * p.censored_share if c else v for v, c in records)
+            first = quantile(values, p.quantile)
+        else:
+            first = prior * p.first_factor
+        if bounds and len(bounds) * 2 > len(recent):
+            first = min(first, min(bounds) * p.probe_factor)  # far too late: probe much earlier
+        typical = first / p.first_factor
+        bracketed = self.samples(key)
+        if len(bracketed) >= p.min_samples:
+            median = quantile(bracketed, 0.5)
+            spread = quantile(bracketed, 0.9) - quantile(bracketed, 0.1)
+            near = min(max(spread / p.spread_divisor, p.near_fraction * median / 2), p.near_max)
+            late = max(quantile(bracketed, 0.9) * 1.25, median * p.late_factor)
+            typical = max(typical, median)
+        else:
+            near = min(p.near_fraction * typical, p.near_max)
+            late = typical * p.late_factor
+        near = max(near, p.min_interval)
+        cap = max(near, min(p.max_interval, typical))
+        return Plan(first=first, near=near, late_after=max(late, first + near), cap=cap)
+
+
+class PollSchedule:
+    """The poll times of one wait. Ask `delay()` before each poll and `polled()` after it."""
+
+    def __init__(
+        self,
+        policy: PollPolicy,
+        plan: Plan,
+        *,
+        started: float,
+        deadline: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.policy = policy
+        self.plan = plan
+        self.started = started
+        self.deadline = deadline
+        self.clock = clock
+        self.polls = 0
+        self._late_polls = 0
+        self._last_open: float | None = None  # elapsed time of the last poll that saw no end
+
+    def delay(self, retry_after: float | None = None) -> float:
+        """Seconds to sleep before the next poll; never past the deadline."""
+        now = self.clock()
+        elapsed = now - self.started
+        plan = self.plan
+        if retry_after is not None:
+            wait = retry_after
+        elif self.polls == 0:
+            wait = plan.first - elapsed
+        elif elapsed < plan.late_after:
+            wait = plan.near
+        else:
+            self._late_polls += 1
+            wait = min(plan.cap, plan.near * self.policy.backoff**self._late_polls)
+        if self.polls > 0:
+            wait = max(wait, self.policy.min_interval)
+        return max(0.0, min(wait, self.deadline - now))
+
+    def polled(self, done: bool) -> None:
+        self.polls += 1
+        if not done:
+            self._last_open = self.clock() - self.started
+
+    def expired(self) -> bool:
+        return self.clock() >= self.deadline
+
+    def finished_after(self) -> float | None:
+        """How long the task took, for learning: midway between the last poll that saw it open
+        and the one that saw it done; None when the first poll already saw it done."""
+        if self._last_open is None:
+            return None
+        return (self._last_open + self.clock() - self.started) / 2

@@ -1,0 +1,453 @@
+"""The one layer every HTTP exchange passes through: timeouts, retries, errors, redaction.
+
+Retry decisions (`RetryBudget`) and answer reading (`read_reply`) are plain functions shared by
+the sync and async send loops, so both clients behave alike. A call is retried only when it is
+safe: reads, and creates that carry an Idempotency-Key (ours always do), so a dropped answer is
+replayed by the server instead of paid twice. The Authorization header is attached by an
+`httpx.Auth` that refuses any origin but the configured API base, and nothing here logs headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from fluxclaw import contract, errors
+from fluxclaw._version import __version__
+
+log = logging.getLogger("fluxclaw.http")
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
+USER_AGENT = f"fluxclaw/{__version__} httpx/{httpx.__version__}"
+RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard one call tries: attempts and total seconds are both bounded."""
+
+    max_attempts: int = 6
+    max_elapsed: float = 60.0
+    backoff_base: float = 0.5
+    backoff_cap: float = 8.0
+    retry_after_cap: float = 60.0
+
+    def backoff(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        """Full jitter: a uniform pick below the exponential ceiling, so retries spread out."""
+        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** max(0, attempt - 1)))
+        return float(ceiling * rng())
+
+
+DEFAULT_RETRY = RetryPolicy()
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+@dataclass(slots=True)
+class Call:
+    """One API request, built once and sent as many times as the retry policy allows."""
+
+    method: str
+    path: str
+    json: Any = None
+    params: Mapping[str, str] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    retry_safe: bool = True
+    auth: bool = True
+    task_id: str | None = None
+    not_modified_ok: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    body: Any
+    headers: httpx.Headers
+    request_id: str | None
+    task_id: str | None
+    retry_after: float | None
+    attempts: int
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds (decimals too) or an HTTP date."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+def is_retryable(error: errors.FluxclawError) -> bool:
+    if isinstance(error, errors.UnknownStatusError):
+        return False
+    return isinstance(
+        error,
+        errors.ServerError | errors.NetworkError | errors.TimeoutError | errors.RateLimitError,
+    )
+
+
+class RetryBudget:
+    """Decides, after each failed attempt, whether and how long to wait before the next."""
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        deadline: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.rng = rng
+        self.attempts = 0
+        limit = clock() + policy.max_elapsed
+        self.end = limit if deadline is None else min(limit, deadline)
+
+    def next_delay(self, error: errors.FluxclawError, retry_safe: bool = True) -> float | None:
+        """Seconds to sleep before retrying, or None to give up and raise `error`."""
+        self.attempts += 1
+        if not retry_safe or not is_retryable(error):
+            return None
+        if self.attempts >= self.policy.max_attempts:
+            return None
+        if error.retry_after is not None:
+            delay = min(error.retry_after, self.policy.retry_after_cap)
+        else:
+            delay = self.policy.backoff(self.attempts, self.rng)
+        if self.clock() + delay > self.end:
+            return None
+        return delay
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading answers
+
+
+def error_from_response(
+    status: int,
+    headers: httpx.Headers,
+    content: bytes,
+    *,
+    what: str,
+    task_id: str | None = None,
+    secret: str | None = None,
+) -> errors.FluxclawError:
+    """A typed error from any of the contract's three error bodies, or an HTML/proxy page."""
+    cls = errors.for_status(status)
+    request_id = headers.get(contract.H_REQUEST_ID)
+    task_id = headers.get(contract.H_TASK_ID) or task_id
+    retry_after = parse_retry_after(headers.get(contract.H_RETRY_AFTER))
+    code: str | None = None
+    field_errors: dict[str, list[str]] = {}
+    try:
+        body: Any = json.loads(content) if content else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        raw = body.get("error")
+        if isinstance(raw, dict):
+            code = _str(raw.get("code"))
+            message = _str(raw.get("message")) or code or f"HTTP {status}"
+        else:
+            message = _str(raw) or _str(body.get("message")) or f"HTTP {status}"
+            code = _str(body.get("code"))
+        field_errors = _field_errors(body.get("errors"))
+        if field_errors:
+            details = "; ".join(f"{k}: {', '.join(v)}" for k, v in field_errors.items())
+            message = f"{message}: {details}"
+    else:
+        message = f"HTTP {status} with a non-JSON body{_html_title(content)}"
+    text = redact(f"{what} failed ({status}): {message}", secret)
+    kwargs: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "request_id": request_id,
+        "task_id": task_id,
+    }
+    if cls is errors.ValidationError:
+        kwargs["errors"] = field_errors
+    if cls is errors.RateLimitError:
+        kwargs["retry_after"] = retry_after
+    error = cls(text, **kwargs)
+    error.retry_after = retry_after  # a 503 may hint too
+    return error
+
+
+def read_reply(
+    response: httpx.Response, call: Call, attempts: int, secret: str | None = None
+) -> Reply:
+    """The parsed answer of a successful exchange; raises the typed error otherwise."""
+    what = f"{call.method} {call.path}"
+    if response.status_code == 304 and call.not_modified_ok:
+        body: Any = None
+    elif response.is_success:
+        try:
+            body = response.json()
+        except ValueError:
+            raise errors.ServerError(
+                f"{what} answered {response.status_code} with a body that is not JSON",
+                status=response.status_code,
+                request_id=response.headers.get(contract.H_REQUEST_ID),
+                task_id=call.task_id,
+            ) from None
+    else:
+        raise error_from_response(
+            response.status_code,
+            response.headers,
+            response.content,
+            what=what,
+            task_id=call.task_id,
+            secret=secret,
+        )
+    return Reply(
+        status=response.status_code,
+        body=body,
+        headers=response.headers,
+        request_id=response.headers.get(contract.H_REQUEST_ID),
+        task_id=response.headers.get(contract.H_TASK_ID) or call.task_id,
+        retry_after=parse_retry_after(response.headers.get(contract.H_RETRY_AFTER)),
+        attempts=attempts,
+    )
+
+
+def transport_error(
+    exc: httpx.TransportError, what: str, task_id: str | None
+) -> errors.FluxclawError:
+    """A typed error for a request that got no answer at all."""
+    detail = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    if isinstance(exc, httpx.TimeoutException):
+        return errors.TimeoutError(f"{what} timed out ({detail})", task_id=task_id)
+    return errors.NetworkError(f"{what} got no answer ({detail})", task_id=task_id)
+
+
+def redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _field_errors(raw: object) -> dict[str, list[str]]:
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[str, list[str]] = {}
+    for key, value in raw.items():
+        items = value if isinstance(value, list) else [value]
+        out[str(key)] = [str(item) for item in items]
+    return out
+
+
+def _html_title(content: bytes) -> str:
+    match = re.search(rb"<title[^>]*>(.*?)</title>", content[:4096], re.I | re.S)
+    if not match:
+        return ""
+    title = " ".join(match.group(1).decode("utf-8", "replace").split())[:120]
+    return f" ({title})" if title else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Sessions
+
+
+class BearerAuth(httpx.Auth):
+    """Adds the key only to requests for the API's own origin, whatever URL a caller passes."""
+
+    def __init__(self, api_key: str | None, base_url: str) -> None:
+        self._key = api_key
+        self._origin = _origin(httpx.URL(base_url))
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._key and _origin(request.url) == self._origin:
+            request.headers["Authorization"] = f"Bearer {self._key}"
+        else:
+            request.headers.pop("Authorization", None)
+        yield request
+
+    def __repr__(self) -> str:
+        return f"BearerAuth(origin={self._origin!r})"
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return (url.scheme, url.host, url.port or default)
+
+
+def same_origin(a: str | httpx.URL, b: str | httpx.URL) -> bool:
+    return _origin(httpx.URL(a)) == _origin(httpx.URL(b))
+
+
+def _client_kwargs(
+    timeout: httpx.Timeout | float | None, limits: httpx.Limits | None
+) -> dict[str, Any]:
+    return {
+        "timeout": DEFAULT_TIMEOUT if timeout is None else timeout,
+        "limits": limits or httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        "headers": {"User-Agent": USER_AGENT, "Accept": "application/json"},
+    }
+
+
+def plain_client(timeout: httpx.Timeout | float | None = None) -> httpx.Client:
+    """For image hosts and upload URLs: no Authorization, ever, so redirects are safe to follow."""
+    kwargs = _client_kwargs(timeout, None)
+    kwargs["headers"] = {"User-Agent": USER_AGENT}
+    return httpx.Client(follow_redirects=True, max_redirects=5, **kwargs)
+
+
+def async_plain_client(timeout: httpx.Timeout | float | None = None) -> httpx.AsyncClient:
+    kwargs = _client_kwargs(timeout, None)
+    kwargs["headers"] = {"User-Agent": USER_AGENT}
+    return httpx.AsyncClient(follow_redirects=True, max_redirects=5, **kwargs)
+
+
+class _SessionBase:
+    def __init__(self, api_key: str | None, base_url: str, policy: RetryPolicy) -> None:
+        self.base_url = base_url
+        self.policy = policy
+        self._secret = api_key
+        self._auth = BearerAuth(api_key, base_url)
+
+    def _check(self, call: Call) -> None:
+        if call.auth and not self._secret:
+            raise errors.AuthenticationError(
+                "No RunAPI key: pass api_key=, set RUNAPI_API_KEY or run `fluxclaw login`.",
+                code="missing_api_key",
+            )
+
+    def _log(self, call: Call, outcome: str, started: float, attempt: int) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            ms = (time.monotonic() - started) * 1000
+            log.debug(
+                "%s %s -> %s in %.0f ms (attempt %d)", call.method, call.path, outcome, ms, attempt
+            )
+
+    def _retrying(self, call: Call, error: errors.FluxclawError, delay: float) -> None:
+        log.info(
+            "%s %s: %s; retrying in %.2fs",
+            call.method,
+            call.path,
+            redact(str(error), self._secret),
+            delay,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+
+class Session(_SessionBase):
+    """A pooled sync connection to the API; `send` is the only way requests leave."""
+
+    def __init__(
+        self,
+        api_key: str | None,
+        base_url: str,
+        *,
+        policy: RetryPolicy = DEFAULT_RETRY,
+        timeout: httpx.Timeout | float | None = None,
+        limits: httpx.Limits | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(api_key, base_url, policy)
+        self.http = httpx.Client(
+            base_url=base_url,
+            auth=self._auth,
+            follow_redirects=False,
+            transport=transport,
+            **_client_kwargs(timeout, limits),
+        )
+
+    def send(self, call: Call, *, deadline: float | None = None) -> Reply:
+        self._check(call)
+        budget = RetryBudget(self.policy, deadline)
+        while True:
+            started = time.monotonic()
+            try:
+                response = self.http.request(
+                    call.method, call.path, json=call.json, params=call.params, headers=call.headers
+                )
+                self._log(call, str(response.status_code), started, budget.attempts + 1)
+                return read_reply(response, call, budget.attempts + 1, self._secret)
+            except httpx.TransportError as exc:
+                self._log(call, type(exc).__name__, started, budget.attempts + 1)
+                error = transport_error(exc, f"{call.method} {call.path}", call.task_id)
+            except errors.FluxclawError as exc:
+                error = exc
+            delay = budget.next_delay(error, call.retry_safe)
+            if delay is None:
+                raise error
+            self._retrying(call, error, delay)
+            time.sleep(delay)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class AsyncSession(_SessionBase):
+    """The asyncio twin of `Session`, with the same retry decisions."""
+
+    def __init__(
+        self,
+        api_key: str | None,
+        base_url: str,
+        *,
+        policy: RetryPolicy = DEFAULT_RETRY,
+        timeout: httpx.Timeout | float | None = None,
+        limits: httpx.Limits | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(api_key, base_url, policy)
+        self.http = httpx.AsyncClient(
+            base_url=base_url,
+            auth=self._auth,
+            follow_redirects=False,
+            transport=transport,
+            **_client_kwargs(timeout, limits),
+        )
+
+    async def send(self, call: Call, *, deadline: float | None = None) -> Reply:
+        self._check(call)
+        budget = RetryBudget(self.policy, deadline)
+        while True:
+            started = time.monotonic()
+            try:
+                response = await self.http.request(
+                    call.method, call.path, json=call.json, params=call.params, headers=call.headers
+                )
+                self._log(call, str(response.status_code), started, budget.attempts + 1)
+                return read_reply(response, call, budget.attempts + 1, self._secret)
+            except httpx.TransportError as exc:
+                self._log(call, type(exc).__name__, started, budget.attempts + 1)
+                error = transport_error(exc, f"{call.method} {call.path}", call.task_id)
+            except errors.FluxclawError as exc:
+                error = exc
+            delay = budget.next_delay(error, call.retry_safe)
+            if delay is None:
+                raise error
+            self._retrying(call, error, delay)
+            await asyncio.sleep(delay)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()

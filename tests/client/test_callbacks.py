@@ -1,0 +1,79 @@
+"""The callback receiver: a hint confirmed by a GET, idempotent, and closed without its token."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from fluxclaw import CallbackReceiver, CallbackServer, PollPolicy, TaskStatus
+
+TASK = "123e4567-e89b-12d3-a456-426614174000"
+
+
+def test_receiver_rejects_requests_without_its_token_and_dedupes() -> None:
+    confirmed: list[str] = []
+    receiver = CallbackReceiver(confirm=lambda task_id: confirmed.append(task_id) or object())
+    with CallbackServer(receiver) as server:
+        assert server.callback_url and receiver.token in server.callback_url
+        body = {"id": TASK, "status": "completed"}
+        wrong = f"{server.base_url}/callbacks/not-the-token"
+        assert httpx.post(wrong, json=body).status_code == 404
+        assert httpx.post(f"{server.base_url}/callbacks/", json=body).status_code == 404
+        assert not receiver.hinted(TASK)
+        answers = [httpx.post(server.callback_url, json=body) for _ in range(3)]
+        assert [a.json()["repeated"] for a in answers] == [False, True, True]
+        assert httpx.post(server.callback_url, content=b"junk").status_code == 400
+        deadline = time.monotonic() + 5
+        while not receiver.confirmed and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert receiver.hinted(TASK) and receiver.deliveries == 3
+    assert confirmed == [TASK]  # one GET however many deliveries
+    assert receiver.token not in repr(receiver)
+
+
+def test_wait_for_wakes_on_a_callback() -> None:
+    receiver = CallbackReceiver()
+    with CallbackServer(receiver) as server:
+        assert server.callback_url
+        url = server.callback_url
+        threading.Timer(
+            0.05, lambda: httpx.post(url, content=json.dumps({"id": TASK, "status": "failed"}))
+        ).start()
+        started = time.monotonic()
+        assert receiver.wait_for(TASK, 5)
+        assert time.monotonic() - started < 2
+        assert not receiver.wait_for("00000000-0000-0000-0000-000000000000", 0.01)
+
+
+def test_wait_via_callback_instead_of_polling(make_client: Any, sandbox: Any) -> None:
+    # A frugal schedule that would take a long time to find the result without the callback.
+    client = make_client(poll=PollPolicy(time_scale=1.0), timeout=20)
+    seen: list[TaskStatus] = []
+    with CallbackServer() as server:
+        started = time.monotonic()
+        result = client.generate(
+            "a lantern [sandbox:seconds=0.3]", receiver=server, on_update=seen.append
+        )
+        elapsed = time.monotonic() - started
+    assert result.status == "completed"
+    assert elapsed < 3  # the contract's Pro time (6 s) would put the first poll at 5 s
+    assert server.receiver.hinted(result.task_id)
+
+
+def test_a_false_callback_is_confirmed_by_a_get_and_never_spins(
+    make_client: Any, sandbox: Any
+) -> None:
+    client = make_client(poll=PollPolicy(), timeout=20)
+    with CallbackServer() as server:
+        assert server.callback_url
+        task = client.submit_generate("a lantern [sandbox:seconds=0.5]")
+        forged = {"id": task.id, "status": "completed"}  # before the task is done
+        assert httpx.post(server.callback_url, json=forged).status_code == 200
+        result = client.wait(task, receiver=server)
+    assert result.status == "completed"
+    gets = [r for r in sandbox.requests() if r["method"] == "GET" and task.id in r["path"]]
+    assert len(gets) <= 4  # the spent hint fell back to the schedule, not to a busy loop

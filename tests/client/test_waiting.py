@@ -1,0 +1,71 @@
+"""Deadline, unknown status and failed task each raise their documented error with the task id."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from fluxclaw import (
+    ConflictError,
+    TaskFailedError,
+    TaskTimeoutError,
+    UnknownStatusError,
+    contract,
+)
+
+
+def test_deadline_carries_the_id_and_says_how_to_resume(client: Any) -> None:
+    task = client.submit_generate("a slow sunrise [sandbox:seconds=1.0]")
+    with pytest.raises(TaskTimeoutError) as caught:
+        client.wait(task.id, timeout=0.3)
+    error = caught.value
+    assert error.task_id == task.id
+    assert f"fluxclaw wait {task.id}" in str(error)
+    assert f'client.wait("{task.id}")' in str(error)
+    assert error.exit_code == contract.EXIT_TIMEOUT
+    assert client.wait(task.id, timeout=10).task_id == task.id  # the paid result is not lost
+
+
+def test_generate_deadline(client: Any) -> None:
+    with pytest.raises(TaskTimeoutError) as caught:
+        client.generate("a slow sunset [sandbox:seconds=1.0]", timeout=0.2)
+    assert caught.value.task_id
+
+
+def test_failed_task(client: Any, sandbox: Any) -> None:
+    with pytest.raises(TaskFailedError) as caught:
+        client.generate("a forbidden thing [sandbox:fail]")
+    error = caught.value
+    assert error.task_id and "Content policy violation" in str(error)
+    assert error.exit_code == contract.EXIT_TASK_FAILED
+    assert sandbox.ledger()["charges"] == []
+
+
+def test_idempotency_conflict_is_not_retried(client: Any) -> None:
+    client.submit_generate("a kite", idempotency_key="conflict-key")
+    with pytest.raises(ConflictError) as caught:
+        client.submit_generate("a different kite", idempotency_key="conflict-key")
+    assert caught.value.status == 409 and caught.value.exit_code == contract.EXIT_INVALID
+
+
+TASK_ID = "123e4567-e89b-12d3-a456-426614174000"
+
+
+def test_unknown_status_is_an_error_not_a_reason_to_poll(make_client: Any, sandbox: Any) -> None:
+    """The sandbox cannot answer an unknown status, so this one case uses a fake transport."""
+    polls: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        polls.append(request.url.path)
+        body = {"id": TASK_ID, "status": "queued_for_review"}
+        return httpx.Response(200, content=json.dumps(body).encode())
+
+    client = make_client(transport=httpx.MockTransport(answer))
+    with pytest.raises(UnknownStatusError) as caught:
+        client.wait(TASK_ID, action="text_to_image", timeout=5)
+    assert caught.value.task_id == TASK_ID
+    assert "queued_for_review" in str(caught.value)
+    assert len(polls) == 1
