@@ -86,6 +86,12 @@ class Core:
         prices: Mapping[str, Mapping[str, int]] | None,
     ) -> None:
         self.settings: Settings = resolve_settings(api_key, base_url)
+        if not contract.is_http_url(self.settings.base_url):
+            raise errors.ValidationError(
+                f"base_url={self.settings.base_url} must be an http(s) URL like "
+                f"{contract.DEFAULT_BASE_URL}.",
+                errors={"base_url": ["not an http(s) URL"]},
+            )
         self.timeout = timeout
         if isinstance(poll, str):
             poll = PollPolicy.preset(poll)
@@ -291,6 +297,11 @@ class Wait:
         )
         self.retry_after: float | None = None
         self.hint_spent = False
+        # Only a wait that saw its task from creation teaches the poll schedule anything.
+        fresh = task.started is not None and not task.replayed
+        self.learning = (
+            self.key if fresh and task.status not in contract.TERMINAL_STATUSES else None
+        )
         self.call = core.status_call(task.id, self.action)
 
     @property
@@ -331,11 +342,14 @@ class Wait:
         )
         self.schedule.polled(status.done)
         self.retry_after = reply.retry_after
-        if status.status == "completed":
-            if self.key is not None and started is not None and not self.task.replayed:
-                self.core.stats.record(
-                    self.key, self.schedule.finished_after(), first_poll=self.schedule.plan.first
-                )
+        completed = status.status == "completed"
+        if self.learning and status.status != "failed":
+            stats = self.core.stats
+            if self.schedule.polls == 1 and self.schedule.first_at is not None:
+                stats.first_poll(self.learning, self.schedule.first_at, completed)
+            if completed:
+                stats.record(self.learning, self.schedule.finished_after())
+        if completed:
             return status, result_from(status, self.task)
         return status, None
 

@@ -49,6 +49,20 @@ class Task:
     submitted_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     started: float | None = field(default=None, repr=False, compare=False)  # monotonic clock
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (what `--async` prints): enough to resume with `wait`."""
+        return {
+            "task_id": self.id,
+            "status": self.status,
+            "action": self.action,
+            "model": self.request.model if self.request else None,
+            "prompt": self.request.prompt if self.request else None,
+            "idempotency_key": self.idempotency_key,
+            "request_id": self.request_id,
+            "replayed": self.replayed,
+            "submitted_at": self.submitted_at.isoformat(),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Image:
@@ -139,6 +153,19 @@ class TaskStatus:
     @property
     def done(self) -> bool:
         return self.status in contract.TERMINAL_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "status": self.status,
+            "action": self.action,
+            "images": [image.url for image in self.images],
+            "cost_usd": self.cost_usd,
+            "error": self.error,
+            "request_id": self.request_id,
+            "elapsed": self.elapsed,
+            "polls": self.polls,
+        }
 
 
 @dataclass(frozen=True, slots=True)

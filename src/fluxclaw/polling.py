@@ -41,8 +41,9 @@ class PollPolicy:
     time_scale: float = 1.0
     history: int = 64  # durations remembered per model and resolution
     censored_share: float = 0.8  # a task done at its first poll counts as this share of it
-    probe_factor: float = 0.3  # when most recent tasks were done at the first poll, go this early
-    recent: int = 8  # how many recent tasks that check looks at
+    probe_share: float = 0.75  # when this share of recent first polls saw the task done...
+    probe_factor: float = 0.3  # ...the first poll moves to this share of the earliest of them
+    recent: int = 8  # how many recent first polls that check looks at
     spread_divisor: float = 2.0  # near-finish interval = spread (p90 - p10) / this
     min_samples: int = 3  # durations needed before the learned schedule replaces the contract's
 
@@ -54,7 +55,7 @@ class PollPolicy:
 
 _PRESETS: dict[str, PollPolicy] = {
     "eager": PollPolicy(
-        first_factor=0.75, quantile=0.1, near_fraction=0.04, near_max=0.4, spread_divisor=3.0
+        first_factor=0.75, quantile=0.1, near_fraction=0.04, near_max=0.3, spread_divisor=4.0
     ),
     "balanced": PollPolicy(),
     "frugal": PollPolicy(
@@ -95,32 +96,42 @@ class DurationStats:
     it open and the one that saw it done, or, when the first poll already saw it done, only an
     upper bound (recorded a little below that bound). The first poll goes at a low quantile of
     the records; the spread of bracketed durations sets the interval near the likely finish.
-    When most recent tasks were already done at their first poll, the schedule is far too late
-    (a server much faster than the contract), so the first poll jumps well below those bounds:
-    the right time is found within a few tasks, and concurrent tasks cannot make it collapse
-    because every record depends only on its own task.
+    When most recent first polls found the task already done, the schedule is far too late (a
+    server much faster than the contract), so the first poll jumps well below those bounds and
+    the right time is found within a few tasks.
     """
 
     def __init__(self, policy: PollPolicy) -> None:
         self.policy = policy
         self._records: dict[tuple[str, str], deque[tuple[float, bool]]] = {}
+        self._first_polls: dict[tuple[str, str], deque[tuple[float, bool]]] = {}
         self._lock = threading.Lock()
 
-    def record(
-        self, key: tuple[str, str], seconds: float | None, *, first_poll: float | None = None
-    ) -> None:
-        """Learn from one completed task: its estimated duration, or None when the first poll
-        (at `first_poll` seconds) already saw it done."""
-        if seconds is None:
-            if first_poll is None or first_poll <= 0:
-                return
-            entry = (first_poll, True)
-        elif seconds > 0 and math.isfinite(seconds):
-            entry = (seconds, False)
-        else:
+    def first_poll(self, key: tuple[str, str], elapsed: float, done: bool) -> None:
+        """Learn from a task's first poll, `elapsed` seconds after it was created.
+
+        Told at once, not when tasks end: with many tasks in flight, the quick ones end first,
+        and waiting for completions would make the schedule look later than it is.
+        """
+        if elapsed <= 0 or not math.isfinite(elapsed):
             return
         with self._lock:
-            self._records.setdefault(key, deque(maxlen=self.policy.history)).append(entry)
+            self._first_polls.setdefault(key, deque(maxlen=self.policy.recent)).append(
+                (elapsed, done)
+            )
+            if done:  # it took at most `elapsed`: an upper bound, not a duration
+                self._records.setdefault(key, deque(maxlen=self.policy.history)).append(
+                    (elapsed, True)
+                )
+
+    def record(self, key: tuple[str, str], seconds: float | None) -> None:
+        """Learn a completed task's duration, bracketed by two polls (None: not bracketed)."""
+        if seconds is None or seconds <= 0 or not math.isfinite(seconds):
+            return
+        with self._lock:
+            self._records.setdefault(key, deque(maxlen=self.policy.history)).append(
+                (seconds, False)
+            )
 
     def samples(self, key: tuple[str, str]) -> list[float]:
         """Bracketed durations, sorted."""
@@ -131,15 +142,15 @@ class DurationStats:
         p = self.policy
         with self._lock:
             records = list(self._records.get(key, ()))
+            recent = list(self._first_polls.get(key, ()))
         prior = contract.typical_seconds(family or "pro", resolution) * p.time_scale
-        recent = records[-p.recent :]
-        bounds = [v for v, censored in recent if censored]
         if len(records) >= p.min_samples:
             values = sorted(v * p.censored_share if c else v for v, c in records)
             first = quantile(values, p.quantile)
         else:
             first = prior * p.first_factor
-        if bounds and len(bounds) * 2 > len(recent):
+        bounds = [elapsed for elapsed, done in recent if done]
+        if len(recent) >= p.min_samples and len(bounds) >= p.probe_share * len(recent):
             first = min(first, min(bounds) * p.probe_factor)  # far too late: probe much earlier
         typical = first / p.first_factor
         bracketed = self.samples(key)
@@ -177,6 +188,7 @@ class PollSchedule:
         self.polls = 0
         self._late_polls = 0
         self._last_open: float | None = None  # elapsed time of the last poll that saw no end
+        self.first_at: float | None = None  # elapsed time of the first poll
 
     def delay(self, retry_after: float | None = None) -> float:
         """Seconds to sleep before the next poll; never past the deadline."""
@@ -198,8 +210,11 @@ class PollSchedule:
 
     def polled(self, done: bool) -> None:
         self.polls += 1
+        elapsed = self.clock() - self.started
+        if self.polls == 1:
+            self.first_at = elapsed
         if not done:
-            self._last_open = self.clock() - self.started
+            self._last_open = elapsed
 
     def expired(self) -> bool:
         return self.clock() >= self.deadline

@@ -107,8 +107,10 @@ def test_on_update_reports_the_id_first_then_each_status(client: Any) -> None:
 def test_submit_returns_at_once_and_get_reads_status(client: Any) -> None:
     task = client.submit_generate("a paper boat [sandbox:seconds=0.5]")
     assert task.status in ("pending", "processing") and task.idempotency_key
+    assert task.to_dict()["task_id"] == task.id
     status = client.get(task.id)
     assert status.task_id == task.id and not status.done
+    assert status.to_dict()["status"] in ("pending", "processing")
     result = client.wait(task)
     assert result.task_id == task.id
 

@@ -65,3 +65,22 @@ def test_the_key_never_appears_anywhere(
     assert images and uploads and api
     assert not any(r["authorization"] for r in images + uploads)
     assert all(r["authorization"] for r in api if r["path"] != "/api/v1/price_schedules")
+
+
+def test_no_key_fails_before_any_request(
+    make_client: Any, sandbox: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("RUNAPI_API_KEY", raising=False)
+    monkeypatch.setenv("FLUXCLAW_CONFIG", str(tmp_path / "none.json"))
+    client = make_client(api_key=None)
+    with pytest.raises(AuthenticationError, match="RUNAPI_API_KEY") as caught:
+        client.generate("a lighthouse")
+    assert caught.value.exit_code == 2
+    assert sandbox.requests() == []
+
+
+def test_a_bad_base_url_is_refused(make_client: Any) -> None:
+    from fluxclaw import ValidationError
+
+    with pytest.raises(ValidationError, match="base_url=ftp://x"):
+        make_client(base_url="ftp://x")

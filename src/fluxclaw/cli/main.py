@@ -13,6 +13,12 @@ from fluxclaw._version import __version__
 # command name -> (module, attribute, one-line help). The help text lives here so that
 # `fluxclaw --help` can list commands without importing them.
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "generate": ("fluxclaw.cli.tasks_cmd", "generate", "Generate an image from a prompt."),
+    "remix": ("fluxclaw.cli.tasks_cmd", "remix", "Remix source images (URLs or files)."),
+    "status": ("fluxclaw.cli.tasks_cmd", "status", "Show a task's status once."),
+    "wait": ("fluxclaw.cli.tasks_cmd", "wait", "Resume a task by id and save its images."),
+    "balance": ("fluxclaw.cli.tasks_cmd", "balance", "Show the account balance."),
+    "config": ("fluxclaw.cli.config_cmd", "command", "Store the API key and base URL."),
     "history": ("fluxclaw.cli.history_cmd", "command", "List and search past tasks."),
     "price": ("fluxclaw.cli.price_cmd", "command", "Show prices, or estimate a run."),
     "sandbox": (

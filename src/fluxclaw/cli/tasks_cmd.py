@@ -1,0 +1,423 @@
+"""`generate`, `remix`, `status`, `wait`, `balance`: thin commands over `fluxclaw.Client`.
+
+The task id reaches stderr (and the history file) as soon as the task exists, so an interrupted
+or timed-out run is resumed with `fluxclaw wait ID` instead of paid for twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from fluxclaw import contract
+from fluxclaw.cli.common import (
+    connection_options,
+    fail,
+    handle_errors,
+    output_options,
+    setup_debug_logging,
+)
+
+if TYPE_CHECKING:
+    from fluxclaw.cli.progress import Progress
+    from fluxclaw.client import Client
+    from fluxclaw.history import History
+    from fluxclaw.models import Result
+
+SANDBOX_SPEED_ENV = "FLUXCLAW_SANDBOX_SPEED"
+# Scales the poll schedule's expected generation times: 1/X against a sandbox run at --speed X.
+TIME_SCALE_ENV = "FLUXCLAW_TIME_SCALE"
+NO_KEY = (
+    "no RunAPI key: set RUNAPI_API_KEY or run `fluxclaw config --api-key KEY`; "
+    "add --sandbox to try everything offline at no cost."
+)
+
+
+@contextmanager
+def connect(
+    api_key: str | None, base_url: str | None, *, sandbox: bool, debug: bool
+) -> Iterator[Client]:
+    """A client for the configured API, or for a sandbox started just for this command."""
+    from fluxclaw.client import Client
+    from fluxclaw.config import resolve_settings
+
+    if sandbox:
+        from fluxclaw.sandbox.server import SandboxServer
+
+        speed = float(os.environ.get(SANDBOX_SPEED_ENV) or 3.0)
+        with SandboxServer(speed=speed) as server:
+            if debug:
+                setup_debug_logging(None)
+            click.echo(f"sandbox: {server.base_url} (placeholder images, no cost)", err=True)
+            from fluxclaw.polling import PollPolicy
+
+            poll = PollPolicy(time_scale=1 / speed)
+            with Client(api_key="sandbox", base_url=server.base_url, poll=poll) as client:
+                yield client
+        return
+    settings = resolve_settings(api_key, base_url)
+    if debug:
+        setup_debug_logging(settings.api_key)
+    if not settings.api_key:
+        fail(NO_KEY, contract.EXIT_AUTH)
+    scale = os.environ.get(TIME_SCALE_ENV)
+    poll = None
+    if scale:
+        from fluxclaw.polling import PollPolicy
+
+        poll = PollPolicy(time_scale=float(scale))
+    with Client(api_key=settings.api_key, base_url=settings.base_url, poll=poll) as client:
+        yield client
+
+
+def slug(prompt: str, words: int = 6) -> str:
+    found = re.findall(r"[a-z0-9]+", prompt.lower())
+    return "-".join(found[:words])[:48] or "image"
+
+
+def save_result(
+    result: Result, output: str | None, image_format: str | None, stem_time: float
+) -> list[str]:
+    """Save every image: into a folder under a time-slug-id name, or to the file name given."""
+    from fluxclaw import files, transport
+
+    fmt: Any = image_format
+    if output and Path(output).suffix.lower() in files.EXTENSIONS and not Path(output).is_dir():
+        return [str(saved.path.resolve()) for saved in result.save(output, format=fmt)]
+    folder = Path(output or ".")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(stem_time))
+    stem = f"{stamp}-{slug(result.prompt or '')}-{result.task_id[:8]}"
+    paths = []
+    with transport.plain_client() as http:
+        for index, image in enumerate(result.images):
+            suffix = f"-{index + 1}" if len(result.images) > 1 else ""
+            data = files.download(http, image.url, task_id=result.task_id)
+            saved = files.store(
+                data, folder / f"{stem}{suffix}", fmt=fmt, metadata=image.metadata, url=image.url
+            )
+            paths.append(str(saved.path.resolve()))
+    return paths
+
+
+def finish(
+    client: Client,
+    history: History | None,
+    row: int | None,
+    task_id: str,
+    *,
+    action: contract.Action | None,
+    timeout: float | None,
+    output: str | None,
+    image_format: str | None,
+    as_json: bool,
+    progress: Progress,
+    sandbox: bool = False,
+) -> None:
+    """Wait for a task, save its images, record it, and print the paths (or JSON)."""
+    from fluxclaw import errors
+
+    progress.begin(f"task {task_id}")
+    try:
+        result = client.wait(
+            task_id,
+            action=action,
+            timeout=timeout,
+            on_update=lambda status: progress.status(status.status),
+        )
+    except KeyboardInterrupt:
+        progress.end()
+        if history and row:
+            history.update(row, status="interrupted")
+        click.echo(
+            f"interrupted: task {task_id} keeps running; resume with: fluxclaw wait {task_id}",
+            err=True,
+        )
+        sys.exit(130)
+    except errors.TaskFailedError as error:
+        progress.end()
+        if history and row:
+            history.update(row, status="failed", error=error.message)
+        raise
+    except errors.TaskTimeoutError:
+        progress.end()
+        if history and row:
+            history.update(row, status="timeout")
+        raise
+    progress.end()
+    urls = [image.url for image in result.images]
+    if history and row:
+        history.update(row, status=result.status, cost=result.cost_usd, urls=urls)
+    paths = save_result(result, output, image_format, time.time())
+    if history and row:
+        history.update(row, paths=paths)
+    if as_json:
+        click.echo(json.dumps({**result.to_dict(), "paths": paths, "sandbox": sandbox}))
+    else:
+        for path in paths:
+            click.echo(path)
+    cost = "unknown cost" if result.cost_usd is None else f"${result.cost_usd:.2f}"
+    progress.note(f"done: {len(paths)} image(s), {cost}, {progress.elapsed():.1f}s")
+
+
+def create_options(func: Any) -> Any:
+    for decorator in reversed(
+        [
+            click.option(
+                "-m",
+                "--model",
+                default="pro",
+                show_default=True,
+                help="pro, flex, max or a full model id.",
+            ),
+            click.option(
+                "-a",
+                "--aspect-ratio",
+                metavar="RATIO",
+                help=f"One of {', '.join(contract.ASPECT_RATIOS)} (remix: also auto).",
+            ),
+            click.option(
+                "-r",
+                "--resolution",
+                type=click.Choice(contract.RESOLUTIONS),
+                help="Output resolution (default 1k).",
+            ),
+            click.option(
+                "--timeout",
+                type=click.FloatRange(min=1),
+                default=600.0,
+                show_default=True,
+                help="Seconds to wait before giving up (resumable).",
+            ),
+            click.option(
+                "--async",
+                "no_wait",
+                is_flag=True,
+                help="Print the task id and return at once; `fluxclaw wait ID` later.",
+            ),
+            click.option("--callback-url", metavar="URL", help="Called when the task ends."),
+            click.option(
+                "--no-safety-checker",
+                is_flag=True,
+                help="Turn the safety checker off (Pro and Flex).",
+            ),
+            click.option(
+                "--sandbox",
+                is_flag=True,
+                help="Run against a sandbox started for this command (no key, no cost).",
+            ),
+            click.option("--no-history", is_flag=True, help="Do not record this task."),
+        ]
+    ):
+        func = decorator(func)
+    return func
+
+
+def run_create(action: contract.Action, prompt: str, sources: tuple[str, ...], **opts: Any) -> None:
+    from fluxclaw.cli.progress import Progress
+    from fluxclaw.history import History
+
+    if prompt == "-":
+        prompt = sys.stdin.read().strip()
+    try:
+        model = contract.resolve_model(opts["model"], action)
+    except ValueError as error:
+        fail(str(error), contract.EXIT_INVALID)
+    options: dict[str, Any] = {
+        "model": model.id,
+        "aspect_ratio": opts["aspect_ratio"],
+        "resolution": opts["resolution"],
+        "safety_checker": False if opts["no_safety_checker"] else None,
+        "callback_url": opts["callback_url"],
+        "idempotency_key": str(uuid.uuid4()),
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    progress = Progress()
+    history = None if opts["no_history"] else History()
+    with connect(
+        opts["api_key"], opts["base_url"], sandbox=opts["sandbox"], debug=opts["debug"]
+    ) as client:
+        row = None
+        if history:
+            row = history.start(
+                action=action,
+                model=model.id,
+                prompt=prompt,
+                params={k: v for k, v in options.items() if k != "idempotency_key"}
+                | ({"sources": list(sources)} if sources else {}),
+                idempotency_key=options["idempotency_key"],
+                base_url=client.base_url,
+            )
+        from fluxclaw import errors
+
+        try:
+            if action == "remix_image":
+                task = client.submit_remix(prompt, list(sources), **options)
+            else:
+                task = client.submit_generate(prompt, **options)
+        except errors.FluxclawError as error:
+            if history and row:
+                history.update(row, status="rejected", error=error.message)
+            raise
+        if history and row:
+            history.update(row, task_id=task.id, status=task.status)
+        progress.note(f"task {task.id} submitted ({model.id})")
+        if opts["no_wait"]:
+            payload = {"task_id": task.id, "status": task.status, "action": action}
+            click.echo(json.dumps(payload) if opts["as_json"] else task.id)
+            return
+        finish(
+            client,
+            history,
+            row,
+            task.id,
+            action=action,
+            timeout=opts["timeout"],
+            output=opts["output"],
+            image_format=opts["image_format"],
+            as_json=opts["as_json"],
+            progress=progress,
+            sandbox=opts["sandbox"],
+        )
+
+
+@click.command()
+@click.argument("prompt")
+@create_options
+@output_options
+@connection_options
+@handle_errors
+def generate(prompt: str, **opts: Any) -> None:
+    """Generate an image from PROMPT (`-` reads it from stdin) and save it."""
+    run_create("text_to_image", prompt, (), **opts)
+
+
+@click.command()
+@click.argument("prompt")
+@click.option(
+    "-i",
+    "--image",
+    "images",
+    multiple=True,
+    required=True,
+    metavar="SRC",
+    help="Source image: a URL or a local file (repeat for up to 8).",
+)
+@create_options
+@output_options
+@connection_options
+@handle_errors
+def remix(prompt: str, images: tuple[str, ...], **opts: Any) -> None:
+    """Remix source images (-i) following PROMPT, and save the result."""
+    for source in images:
+        if not contract.is_http_url(source) and not Path(source).is_file():
+            fail(f"source image {source!r} is not a URL or a readable file.", contract.EXIT_INVALID)
+    run_create("remix_image", prompt, images, **opts)
+
+
+@click.command()
+@click.argument("task_id")
+@click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True)
+@output_options
+@connection_options
+@handle_errors
+def wait(
+    task_id: str,
+    timeout: float,
+    output: str | None,
+    image_format: str | None,
+    as_json: bool,
+    api_key: str | None,
+    base_url: str | None,
+    debug: bool,
+) -> None:
+    """Resume a task by its id: wait for it, save its images, record them."""
+    from fluxclaw.cli.progress import Progress
+    from fluxclaw.history import History
+
+    history = History()
+    entry = history.find(task_id)
+    action: Any = entry.action if entry else None
+    row = entry.id if entry else None
+    with connect(
+        api_key,
+        base_url
+        or (
+            entry.base_url
+            if entry and not api_key and not os.environ.get("RUNAPI_BASE_URL")
+            else None
+        ),
+        sandbox=False,
+        debug=debug,
+    ) as client:
+        finish(
+            client,
+            history,
+            row,
+            task_id,
+            action=action,
+            timeout=timeout,
+            output=output,
+            image_format=image_format,
+            as_json=as_json,
+            progress=Progress(),
+        )
+
+
+@click.command()
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@connection_options
+@handle_errors
+def status(
+    task_id: str, as_json: bool, api_key: str | None, base_url: str | None, debug: bool
+) -> None:
+    """Show a task's status once, without waiting."""
+    from fluxclaw.history import History
+
+    entry = History().find(task_id)
+    action: Any = entry.action if entry else None
+    with connect(api_key, base_url, sandbox=False, debug=debug) as client:
+        found = client.get(task_id, action=action)
+    urls = [image.url for image in found.images]
+    payload = {
+        "task_id": found.task_id,
+        "status": found.status,
+        "action": found.action,
+        "images": urls,
+        "cost_usd": found.cost_usd,
+        "error": found.error,
+    }
+    if as_json:
+        click.echo(json.dumps(payload))
+        return
+    line = f"{found.task_id} {found.status}"
+    if found.error:
+        line += f": {found.error}"
+    click.echo(line)
+    for url in urls:
+        click.echo(url)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@connection_options
+@handle_errors
+def balance(as_json: bool, api_key: str | None, base_url: str | None, debug: bool) -> None:
+    """Show the account's balance."""
+    with connect(api_key, base_url, sandbox=False, debug=debug) as client:
+        found = client.balance()
+    if as_json:
+        click.echo(json.dumps(found))
+        return
+    cents = found.get("balance_cents")
+    click.echo("unknown" if not isinstance(cents, int) else f"${cents / 100:.2f}")
