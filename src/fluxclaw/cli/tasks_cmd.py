@@ -50,6 +50,7 @@ def connect(
     """A client for the configured API, or for a sandbox started just for this command."""
     from fluxclaw.client import Client
     from fluxclaw.config import resolve_settings
+    from fluxclaw.polling import PollPolicy
 
     if sandbox:
         from fluxclaw.sandbox.server import SandboxServer
@@ -59,8 +60,6 @@ def connect(
             if debug:
                 setup_debug_logging(None)
             click.echo(f"sandbox: {server.base_url} (placeholder images, no cost)", err=True)
-            from fluxclaw.polling import PollPolicy
-
             poll = PollPolicy(time_scale=1 / speed)
             with Client(api_key="sandbox", base_url=server.base_url, poll=poll) as client:
                 yield client
@@ -70,13 +69,10 @@ def connect(
         setup_debug_logging(settings.api_key)
     if not settings.api_key:
         fail(NO_KEY, contract.EXIT_AUTH)
-    scale = os.environ.get(TIME_SCALE_ENV)
-    poll = None
-    if scale:
-        from fluxclaw.polling import PollPolicy
-
-        poll = PollPolicy(time_scale=float(scale))
-    with Client(api_key=settings.api_key, base_url=settings.base_url, poll=poll) as client:
+    scale = float(os.environ.get(TIME_SCALE_ENV) or 1.0)
+    with Client(
+        api_key=settings.api_key, base_url=settings.base_url, poll=PollPolicy(time_scale=scale)
+    ) as client:
         yield client
 
 
