@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -25,8 +24,10 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import docfile
+
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
 KEY = "sk-bench"
 
 
@@ -136,12 +137,6 @@ def server_cpu_seconds(pid: int) -> float:
 def write_doc(
     result: dict[str, float], command: str, server_cpu: float, args: argparse.Namespace
 ) -> None:
-    cpu = platform.processor() or platform.machine()
-    model = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        model = found.group(1).strip() if found else ""
     section = f"""## Sandbox throughput
 
 One `fluxclaw sandbox` process (uvicorn + httptools + uvloop) pinned to one core with
@@ -158,8 +153,7 @@ connections from a raw-asyncio load generator pinned to core {args.client_core}.
 | p99 latency | {result["p99_ms"]:.1f} ms |
 | sandbox CPU use during the run | {server_cpu:.0%} of one core |
 
-Goal: at least 3,000 per second on one core. Machine: {model or cpu}, {os.cpu_count()} cores,
-Python {platform.python_version()}, {time.strftime("%Y-%m-%d")}.
+Goal: at least 3,000 per second on one core. Machine: {docfile.machine()}.
 
 Command:
 
@@ -167,18 +161,7 @@ Command:
 {command}
 ```
 """
-    text = (
-        DOC.read_text()
-        if DOC.exists()
-        else "# Benchmarks\n\nMeasured figures, each with the command that produced it.\n"
-    )
-    pattern = re.compile(r"## Sandbox throughput\n.*?(?=\n## |\Z)", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n") + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
+    docfile.record("Sandbox throughput", section)
 
 
 def main() -> None:
@@ -223,7 +206,7 @@ def main() -> None:
     if args.write:
         command = " ".join([".venv/bin/python bench/sandbox_load.py", *sys.argv[1:]])
         write_doc(result, command, server_cpu, args)
-        print(f"recorded in {DOC.relative_to(ROOT)}")
+        print(f"recorded in {docfile.DOC.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
