@@ -1,6 +1,6 @@
 """Where the key and base URL come from: arguments, then the environment, then the config file.
 
-The CLI's `login` writes the file with `write_config`; everything else only reads. The key is
+`fluxclaw config` writes the file with `write_config`; everything else only reads. The key is
 kept out of reprs so a stray `print(settings)` or a traceback never shows it.
 """
 

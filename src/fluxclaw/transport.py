@@ -333,7 +333,8 @@ class _SessionBase:
     def _check(self, call: Call) -> None:
         if call.auth and not self._secret:
             raise errors.AuthenticationError(
-                "No RunAPI key: pass api_key=, set RUNAPI_API_KEY or run `fluxclaw login`.",
+                "No RunAPI key: pass api_key=, set RUNAPI_API_KEY or run "
+                "`fluxclaw config --api-key KEY`.",
                 code="missing_api_key",
             )
 

@@ -44,6 +44,21 @@ NO_KEY = (
 
 
 @contextmanager
+def resumable(history: History | None, row: int | None, task_id: str) -> Iterator[None]:
+    """Ctrl-C after the task exists: record it and say how to resume (the task keeps running)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(
+            f"\ninterrupted: task {task_id} keeps running; resume with: fluxclaw wait {task_id}",
+            err=True,
+        )
+        if history and row:
+            history.update(row, status="interrupted")
+        sys.exit(130)
+
+
+@contextmanager
 def connect(
     api_key: str | None, base_url: str | None, *, sandbox: bool, debug: bool
 ) -> Iterator[Client]:
@@ -130,26 +145,16 @@ def finish(
             timeout=timeout,
             on_update=lambda status: progress.status(status.status),
         )
-    except KeyboardInterrupt:
-        progress.end()
-        if history and row:
-            history.update(row, status="interrupted")
-        click.echo(
-            f"interrupted: task {task_id} keeps running; resume with: fluxclaw wait {task_id}",
-            err=True,
-        )
-        sys.exit(130)
     except errors.TaskFailedError as error:
-        progress.end()
         if history and row:
             history.update(row, status="failed", error=error.message)
         raise
     except errors.TaskTimeoutError:
-        progress.end()
         if history and row:
             history.update(row, status="timeout")
         raise
-    progress.end()
+    finally:
+        progress.end()
     urls = [image.url for image in result.images]
     if history and row:
         history.update(row, status=result.status, cost=result.cost_usd, urls=urls)
@@ -264,26 +269,27 @@ def run_create(action: contract.Action, prompt: str, sources: tuple[str, ...], *
             if history and row:
                 history.update(row, status="rejected", error=error.message)
             raise
-        if history and row:
-            history.update(row, task_id=task.id, status=task.status)
-        progress.note(f"task {task.id} submitted ({model.id})")
-        if opts["no_wait"]:
-            payload = {"task_id": task.id, "status": task.status, "action": action}
-            click.echo(json.dumps(payload) if opts["as_json"] else task.id)
-            return
-        finish(
-            client,
-            history,
-            row,
-            task.id,
-            action=action,
-            timeout=opts["timeout"],
-            output=opts["output"],
-            image_format=opts["image_format"],
-            as_json=opts["as_json"],
-            progress=progress,
-            sandbox=opts["sandbox"],
-        )
+        with resumable(history, row, task.id):
+            if history and row:
+                history.update(row, task_id=task.id, status=task.status)
+            progress.note(f"task {task.id} submitted ({model.id})")
+            if opts["no_wait"]:
+                payload = {"task_id": task.id, "status": task.status, "action": action}
+                click.echo(json.dumps(payload) if opts["as_json"] else task.id)
+                return
+            finish(
+                client,
+                history,
+                row,
+                task.id,
+                action=action,
+                timeout=opts["timeout"],
+                output=opts["output"],
+                image_format=opts["image_format"],
+                as_json=opts["as_json"],
+                progress=progress,
+                sandbox=opts["sandbox"],
+            )
 
 
 @click.command()
@@ -344,17 +350,10 @@ def wait(
     entry = history.find(task_id)
     action: Any = entry.action if entry else None
     row = entry.id if entry else None
-    with connect(
-        api_key,
-        base_url
-        or (
-            entry.base_url
-            if entry and not api_key and not os.environ.get("RUNAPI_BASE_URL")
-            else None
-        ),
-        sandbox=False,
-        debug=debug,
-    ) as client:
+    with (
+        connect(api_key, base_url, sandbox=False, debug=debug) as client,
+        resumable(history, row, task_id),
+    ):
         finish(
             client,
             history,
