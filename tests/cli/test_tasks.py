@@ -242,6 +242,8 @@ def test_interrupted_task_is_recorded_and_wait_saves_it(
 
 
 def test_debug_never_shows_the_key(run: Run, api: dict[str, str], tmp_path: Path) -> None:
+    source = tmp_path / "source.png"
+    Image.new("RGB", (32, 32), (0, 90, 200)).save(source)
     outputs = []
     first = run("generate", "a fox in snow", "--debug", "--json", "--api-key", KEY)
     task_id = json.loads(first.stdout)["task_id"]
@@ -250,6 +252,9 @@ def test_debug_never_shows_the_key(run: Run, api: dict[str, str], tmp_path: Path
         ["status", task_id, "--debug"],
         ["wait", task_id, "--debug"],
         ["balance", "--debug"],
+        ["remix", "a fox in rain", "-i", str(source), "--debug", "--json"],
+        ["price", "-m", "pro"],
+        ["config", "--json"],
         ["history", "--json"],
         ["generate", "a fox [sandbox:fail]", "--debug"],
         ["generate", "a fox", "--debug", "--api-key", "sk-wrong"],
