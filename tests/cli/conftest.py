@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -13,17 +12,6 @@ import pytest
 FLUXCLAW = str(Path(sys.executable).with_name("fluxclaw"))
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNAPI_", "FLUXCLAW_"))}
-    env.update(
-        HOME=str(tmp_path / "home"),
-        FLUXCLAW_CONFIG=str(tmp_path / "config" / "config.json"),
-        FLUXCLAW_DATA_DIR=str(tmp_path / "data"),
-    )
-    return env
 
 
 @pytest.fixture

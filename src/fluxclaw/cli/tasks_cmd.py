@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 SANDBOX_SPEED_ENV = "FLUXCLAW_SANDBOX_SPEED"
 # Scales the poll schedule's expected generation times: 1/X against a sandbox run at --speed X.
 TIME_SCALE_ENV = "FLUXCLAW_TIME_SCALE"
+OPENCLAW_ENV = "OPENCLAW_SHELL"  # OpenClaw sets OPENCLAW_SHELL=exec for commands it runs
+OPENCLAW_OUTPUT = "generated/fluxclaw"
 NO_KEY = (
     "no RunAPI key: set RUNAPI_API_KEY or run `fluxclaw config --api-key KEY`; "
     "add --sandbox to try everything offline at no cost."
@@ -133,6 +135,7 @@ def finish(
     as_json: bool,
     progress: Progress,
     sandbox: bool = False,
+    openclaw: bool = False,
 ) -> None:
     """Wait for a task, save its images, record it, and print the paths (or JSON)."""
     from fluxclaw import errors
@@ -165,7 +168,8 @@ def finish(
         click.echo(json.dumps({**result.to_dict(), "paths": paths, "sandbox": sandbox}))
     else:
         for path in paths:
-            click.echo(path)
+            # OpenClaw attaches a file named on its own line as MEDIA:<absolute path>.
+            click.echo(f"MEDIA:{path}" if openclaw else path)
     cost = "unknown cost" if result.cost_usd is None else f"${result.cost_usd:.2f}"
     progress.note(f"done: {len(paths)} image(s), {cost}, {progress.elapsed():.1f}s")
 
@@ -217,6 +221,12 @@ def create_options(func: Any) -> Any:
                 help="Run against a sandbox started for this command (no key, no cost).",
             ),
             click.option("--no-history", is_flag=True, help="Do not record this task."),
+            click.option(
+                "--openclaw",
+                is_flag=True,
+                help="OpenClaw mode: save under ./generated/fluxclaw/ and print MEDIA:<path> "
+                "lines (on by default when OPENCLAW_SHELL is set).",
+            ),
         ]
     ):
         func = decorator(func)
@@ -244,6 +254,9 @@ def run_create(action: contract.Action, prompt: str, sources: tuple[str, ...], *
     options = {k: v for k, v in options.items() if v is not None}
     progress = Progress()
     history = None if opts["no_history"] else History()
+    openclaw = opts["openclaw"] or bool(os.environ.get(OPENCLAW_ENV))
+    if openclaw and not opts["output"]:
+        opts["output"] = OPENCLAW_OUTPUT
     with connect(
         opts["api_key"], opts["base_url"], sandbox=opts["sandbox"], debug=opts["debug"]
     ) as client:
@@ -289,6 +302,7 @@ def run_create(action: contract.Action, prompt: str, sources: tuple[str, ...], *
                 as_json=opts["as_json"],
                 progress=progress,
                 sandbox=opts["sandbox"],
+                openclaw=openclaw,
             )
 
 
@@ -329,12 +343,14 @@ def remix(prompt: str, images: tuple[str, ...], **opts: Any) -> None:
 @click.command()
 @click.argument("task_id")
 @click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True)
+@click.option("--openclaw", is_flag=True, help="OpenClaw mode, as for generate.")
 @output_options
 @connection_options
 @handle_errors
 def wait(
     task_id: str,
     timeout: float,
+    openclaw: bool,
     output: str | None,
     image_format: str | None,
     as_json: bool,
@@ -350,6 +366,9 @@ def wait(
     entry = history.find(task_id)
     action: Any = entry.action if entry else None
     row = entry.id if entry else None
+    openclaw = openclaw or bool(os.environ.get(OPENCLAW_ENV))
+    if openclaw and not output:
+        output = OPENCLAW_OUTPUT
     with (
         connect(api_key, base_url, sandbox=False, debug=debug) as client,
         resumable(history, row, task_id),
@@ -365,6 +384,7 @@ def wait(
             image_format=image_format,
             as_json=as_json,
             progress=Progress(),
+            openclaw=openclaw,
         )
 
 
