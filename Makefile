@@ -19,7 +19,12 @@ demo: $(STAMP)
 	  "a ceramic vase with dried flowers on a linen tablecloth, natural window light, 35mm film grain" \
 	  --aspect-ratio 3:4 --resolution 2k
 
-test: $(STAMP)
+OPENCLAW := openclaw/runtime/node_modules/.bin/openclaw
+
+$(OPENCLAW): openclaw/runtime/package.json
+	openclaw/runtime/install.sh
+
+test: $(STAMP) $(OPENCLAW)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
