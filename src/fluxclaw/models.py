@@ -204,8 +204,12 @@ class Result:
         format: ImageFormat | None = None,
         quality: int | None = None,
         sidecar: bool = True,
+        stem: str | None = None,
     ) -> list[SavedImage]:
-        """Download every image into `dest` (a folder, default the current one, or a file name)."""
+        """Download every image into `dest` (a folder, default the current one, or a file name).
+
+        In a folder, files are named `<stem>[-n].<ext>`; the stem defaults to the task id.
+        """
         from fluxclaw import files, transport
 
         with transport.plain_client() as http:
@@ -221,7 +225,7 @@ class Result:
                 )
                 for image, (path, fmt) in zip(
                     self.images,
-                    files.target_paths(dest, len(self.images), self.task_id, format),
+                    files.target_paths(dest, len(self.images), stem or self.task_id, format),
                     strict=True,
                 )
             ]

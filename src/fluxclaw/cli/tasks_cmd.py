@@ -101,25 +101,12 @@ def slug(prompt: str, words: int = 6) -> str:
 def save_result(
     result: Result, output: str | None, image_format: str | None, stem_time: float
 ) -> list[str]:
-    """Save every image: into a folder under a time-slug-id name, or to the file name given."""
-    from fluxclaw import files, transport
-
-    fmt: Any = image_format
-    if output and Path(output).suffix.lower() in files.EXTENSIONS and not Path(output).is_dir():
-        return [str(saved.path.resolve()) for saved in result.save(output, format=fmt)]
-    folder = Path(output or ".")
+    """Save every image: into a folder as <time>-<prompt slug>-<task id>, or to the file given."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(stem_time))
     stem = f"{stamp}-{slug(result.prompt or '')}-{result.task_id[:8]}"
-    paths = []
-    with transport.plain_client() as http:
-        for index, image in enumerate(result.images):
-            suffix = f"-{index + 1}" if len(result.images) > 1 else ""
-            data = files.download(http, image.url, task_id=result.task_id)
-            saved = files.store(
-                data, folder / f"{stem}{suffix}", fmt=fmt, metadata=image.metadata, url=image.url
-            )
-            paths.append(str(saved.path.resolve()))
-    return paths
+    fmt: Any = image_format
+    saved = result.save(output, format=fmt, stem=stem)
+    return [str(image.path.resolve()) for image in saved]
 
 
 def finish(
