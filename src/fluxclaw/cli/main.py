@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "balance": ("fluxclaw.cli.tasks_cmd", "balance", "Show the account balance."),
     "config": ("fluxclaw.cli.config_cmd", "command", "Store the API key and base URL."),
     "history": ("fluxclaw.cli.history_cmd", "command", "List and search past tasks."),
+    "mcp": ("fluxclaw.cli.mcp_cmd", "command", "Serve fluxclaw as an MCP server over stdio."),
     "openclaw": ("fluxclaw.cli.openclaw_cmd", "command", "Install the OpenClaw skill."),
     "price": ("fluxclaw.cli.price_cmd", "command", "Show prices, or estimate a run."),
     "sandbox": (

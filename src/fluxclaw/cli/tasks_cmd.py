@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from fluxclaw.client import Client
     from fluxclaw.history import History
     from fluxclaw.models import Result
+    from fluxclaw.polling import PollPolicy
 
 SANDBOX_SPEED_ENV = "FLUXCLAW_SANDBOX_SPEED"
 # Scales the poll schedule's expected generation times: 1/X against a sandbox run at --speed X.
@@ -61,11 +62,11 @@ def resumable(history: History | None, row: int | None, task_id: str) -> Iterato
 
 
 @contextmanager
-def connect(
+def endpoint(
     api_key: str | None, base_url: str | None, *, sandbox: bool, debug: bool
-) -> Iterator[Client]:
-    """A client for the configured API, or for a sandbox started just for this command."""
-    from fluxclaw.client import Client
+) -> Iterator[tuple[str, str, PollPolicy]]:
+    """Key, base URL and poll policy for the configured API, or for a sandbox started just for
+    this command (shared by the sync commands and the async MCP server)."""
     from fluxclaw.config import resolve_settings
     from fluxclaw.polling import PollPolicy
 
@@ -77,19 +78,29 @@ def connect(
             if debug:
                 setup_debug_logging(None)
             click.echo(f"sandbox: {server.base_url} (placeholder images, no cost)", err=True)
-            poll = PollPolicy(time_scale=1 / speed)
-            with Client(api_key="sandbox", base_url=server.base_url, poll=poll) as client:
-                yield client
+            yield "sandbox", server.base_url, PollPolicy(time_scale=1 / speed)
         return
     settings = resolve_settings(api_key, base_url)
     if debug:
         setup_debug_logging(settings.api_key)
     if not settings.api_key:
         fail(NO_KEY, contract.EXIT_AUTH)
+    assert settings.api_key  # fail() exits
     scale = float(os.environ.get(TIME_SCALE_ENV) or 1.0)
-    with Client(
-        api_key=settings.api_key, base_url=settings.base_url, poll=PollPolicy(time_scale=scale)
-    ) as client:
+    yield settings.api_key, settings.base_url, PollPolicy(time_scale=scale)
+
+
+@contextmanager
+def connect(
+    api_key: str | None, base_url: str | None, *, sandbox: bool, debug: bool
+) -> Iterator[Client]:
+    """A client for the configured API, or for a sandbox started just for this command."""
+    from fluxclaw.client import Client
+
+    with (
+        endpoint(api_key, base_url, sandbox=sandbox, debug=debug) as (key, url, poll),
+        Client(api_key=key, base_url=url, poll=poll) as client,
+    ):
         yield client
 
 

@@ -1,0 +1,71 @@
+"""`fluxclaw mcp`: serve the generate/remix/get_task/estimate_price/balance tools over stdio.
+
+stdout is the MCP channel, so everything human-readable (the sandbox banner, logs) goes to
+stderr; the key is resolved like every other command's and never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from fluxclaw.cli.common import Redactor, connection_options, handle_errors
+from fluxclaw.mcp_server import DEFAULT_OUTPUT_DIR, DEFAULT_TIMEOUT
+
+
+@click.command()
+@click.option(
+    "--output-dir",
+    metavar="DIR",
+    default=DEFAULT_OUTPUT_DIR,
+    show_default=True,
+    help="Folder the images are saved into (relative to the working directory).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    help="Seconds a tool waits for a task before answering with its id (resumable).",
+)
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    help="Serve against a sandbox started in-process (no key, no cost).",
+)
+@connection_options
+@handle_errors
+def command(
+    output_dir: str,
+    timeout: float,
+    sandbox: bool,
+    api_key: str | None,
+    base_url: str | None,
+    debug: bool,
+) -> None:
+    """Serve fluxclaw as an MCP server over stdio (for OpenClaw, Claude and other MCP clients)."""
+    import anyio
+
+    from fluxclaw.cli.tasks_cmd import endpoint
+    from fluxclaw.mcp_server import serve
+
+    with endpoint(api_key, base_url, sandbox=sandbox, debug=debug) as (key, url, poll):
+        _log_to_stderr(key, debug)
+        anyio.run(
+            lambda: serve(key, url, poll=poll, output_dir=output_dir, timeout=timeout),
+        )
+
+
+def _log_to_stderr(secret: str, debug: bool) -> None:
+    """One stderr handler for fluxclaw's loggers, with the key scrubbed."""
+    logger = logging.getLogger("fluxclaw")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("fluxclaw: %(message)s"))
+        handler.addFilter(Redactor(secret))
+        logger.addHandler(handler)
+    logger.propagate = False  # the SDK's root handler would print every line twice
+    if not debug:
+        logger.setLevel(logging.INFO)
