@@ -33,7 +33,10 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict src
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/clients.py
+	$(BIN)/python bench/sandbox_load.py
+	$(BIN)/python bench/cli_startup.py
 
 clean:
 	rm -rf $(VENV) out

@@ -61,6 +61,8 @@ class CallbackReceiver:
         self._ended: dict[str, str] = {}  # task id -> status the callback claimed
         self._confirming: set[str] = set()
         self._cond = threading.Condition()
+        # Async waiters, each on its own loop: a callback resolves them without any thread.
+        self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[bool]]]] = {}
         self.app = Starlette(routes=[Route("/callbacks/{token}", self._handle, methods=["POST"])])
 
     @property
@@ -97,6 +99,27 @@ class CallbackReceiver:
                 self._cond.wait(left)
             return True
 
+    async def await_for(self, task_id: str, timeout: float) -> bool:
+        """`wait_for` for asyncio: thousands of waits cost a future each, not a thread each."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        entry = (loop, future)
+        with self._cond:
+            if task_id in self._ended:
+                return True
+            self._waiters.setdefault(task_id, []).append(entry)
+        try:
+            return await asyncio.wait_for(future, max(0.0, timeout))
+        except TimeoutError:
+            return self.hinted(task_id)
+        finally:
+            with self._cond:
+                waiting = self._waiters.get(task_id, [])
+                if entry in waiting:
+                    waiting.remove(entry)
+                if not waiting:
+                    self._waiters.pop(task_id, None)
+
     async def _handle(self, request: Request) -> Response:
         if not secrets.compare_digest(request.path_params["token"].encode(), self.token.encode()):
             self.rejected += 1
@@ -121,6 +144,8 @@ class CallbackReceiver:
                     self._confirming.add(task_id)
                     start_confirm = True
                 self._cond.notify_all()
+                for loop, future in self._waiters.pop(task_id, []):
+                    loop.call_soon_threadsafe(_resolve, future)
         log.debug("callback for task %s (%s)%s", task_id, status, " again" if repeated else "")
         task = BackgroundTask(self._confirm, task_id) if start_confirm else None
         return JSONResponse({"ok": True, "repeated": repeated}, background=task)
@@ -177,6 +202,9 @@ class CallbackServer:
 
     def wait_for(self, task_id: str, timeout: float) -> bool:
         return self.receiver.wait_for(task_id, timeout)
+
+    async def await_for(self, task_id: str, timeout: float) -> bool:
+        return await self.receiver.await_for(task_id, timeout)
 
     def start(self) -> str:
         import uvicorn
@@ -237,3 +265,8 @@ class CallbackServer:
 
     def __repr__(self) -> str:
         return f"CallbackServer(base_url={self.base_url!r})"
+
+
+def _resolve(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(True)

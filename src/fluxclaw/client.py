@@ -568,12 +568,7 @@ async def _call(on_update: OnUpdate, status: TaskStatus) -> None:
 
 
 async def _wait_hint(receiver: HintSource, wait: Wait, timeout: float) -> bool:
-    """Wait for a callback without blocking the loop (in short slices, so a cancel is quick)."""
-    end = time.monotonic() + timeout
-    while (left := end - time.monotonic()) > 0:
-        if await asyncio.to_thread(receiver.wait_for, wait.task.id, min(left, 0.5)):
-            return True
-    return receiver.wait_for(wait.task.id, 0)
+    return await receiver.await_for(wait.task.id, timeout)
 
 
 __all__ = ["AsyncClient", "Client", "CreateOptions"]

@@ -66,6 +66,8 @@ class HintSource(Protocol):
 
     def wait_for(self, task_id: str, timeout: float) -> bool: ...
 
+    async def await_for(self, task_id: str, timeout: float) -> bool: ...
+
 
 def resume_hint(task_id: str) -> str:
     return f'resume with fluxclaw wait {task_id} or client.wait("{task_id}")'
@@ -297,8 +299,9 @@ class Wait:
         )
         self.retry_after: float | None = None
         self.hint_spent = False
-        # Only a wait that saw its task from creation teaches the poll schedule anything.
-        fresh = task.started is not None and not task.replayed
+        # Only a wait that saw its task from creation, and polled by the schedule rather than
+        # on a callback, teaches the poll schedule anything.
+        fresh = task.started is not None and not task.replayed and hints is None
         self.learning = (
             self.key if fresh and task.status not in contract.TERMINAL_STATUSES else None
         )
@@ -311,10 +314,15 @@ class Wait:
         return self.hints is not None and not self.hint_spent
 
     def delay(self) -> float:
-        if self.listening and self.schedule.polls > 0:
-            # A callback will wake us; poll rarely, only in case it never comes.
-            fallback = max(self.schedule.plan.cap * 4, self.core.poll.max_interval)
-            return max(0.0, min(fallback, self.deadline - time.monotonic()))
+        if self.listening:
+            # A callback will wake us; poll only in case it never comes: first when the task
+            # is late by the poll schedule's measure, then rarely.
+            now = time.monotonic()
+            if self.schedule.polls == 0:
+                fallback = self.schedule.started + self.schedule.plan.late_after - now
+            else:
+                fallback = max(self.schedule.plan.cap * 4, self.core.poll.max_interval)
+            return max(0.0, min(fallback, self.deadline - now))
         return self.schedule.delay(self.retry_after)
 
     def not_found(self, error: errors.NotFoundError) -> bool:

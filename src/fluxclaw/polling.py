@@ -31,20 +31,19 @@ class PollPolicy:
     """
 
     first_factor: float = 0.85  # first poll at this share of the typical time (no history yet)
-    quantile: float = 0.2  # learned: first poll where this share of tasks is already done
-    near_fraction: float = 0.12  # interval near the likely finish, as a share of the typical time
-    near_max: float = 0.8  # never wait longer than this between polls near the likely finish
+    quantile: float = 0.3  # learned: first poll where this share of tasks is already done
+    near_fraction: float = 0.1  # interval near the likely finish, as a share of the typical time
+    near_max: float = 2.0  # never wait longer than this between polls near the likely finish
     late_factor: float = 1.5  # past this multiple of the typical time, back off...
     backoff: float = 1.5  # ...geometrically by this factor...
     max_interval: float = 5.0  # ...up to this (and never longer than one typical duration)
     min_interval: float = 0.01
     time_scale: float = 1.0
-    history: int = 64  # durations remembered per model and resolution
-    censored_share: float = 0.8  # a task done at its first poll counts as this share of it
+    history: int = 64  # durations and first polls remembered per model and resolution
     probe_share: float = 0.75  # when this share of recent first polls saw the task done...
     probe_factor: float = 0.3  # ...the first poll moves to this share of the earliest of them
     recent: int = 8  # how many recent first polls that check looks at
-    spread_divisor: float = 2.0  # near-finish interval = spread (p90 - p10) / this
+    spread_divisor: float = 4.0  # near-finish interval = spread (p90 - p10) / this
     min_samples: int = 3  # durations needed before the learned schedule replaces the contract's
 
     @classmethod
@@ -54,18 +53,9 @@ class PollPolicy:
 
 
 _PRESETS: dict[str, PollPolicy] = {
-    "eager": PollPolicy(
-        first_factor=0.75, quantile=0.1, near_fraction=0.04, near_max=0.3, spread_divisor=4.0
-    ),
+    "eager": PollPolicy(first_factor=0.75, quantile=0.15, near_fraction=0.05, spread_divisor=8.0),
     "balanced": PollPolicy(),
-    "frugal": PollPolicy(
-        first_factor=0.9,
-        quantile=0.3,
-        near_fraction=0.12,
-        near_max=1.5,
-        spread_divisor=1.5,
-        backoff=2.0,
-    ),
+    "frugal": PollPolicy(first_factor=0.9, quantile=0.35, near_fraction=0.12, spread_divisor=3.0),
 }
 
 
@@ -103,7 +93,7 @@ class DurationStats:
 
     def __init__(self, policy: PollPolicy) -> None:
         self.policy = policy
-        self._records: dict[tuple[str, str], deque[tuple[float, bool]]] = {}
+        self._records: dict[tuple[str, str], deque[float]] = {}
         self._first_polls: dict[tuple[str, str], deque[tuple[float, bool]]] = {}
         self._lock = threading.Lock()
 
@@ -116,48 +106,48 @@ class DurationStats:
         if elapsed <= 0 or not math.isfinite(elapsed):
             return
         with self._lock:
-            self._first_polls.setdefault(key, deque(maxlen=self.policy.recent)).append(
+            self._first_polls.setdefault(key, deque(maxlen=self.policy.history)).append(
                 (elapsed, done)
             )
-            if done:  # it took at most `elapsed`: an upper bound, not a duration
-                self._records.setdefault(key, deque(maxlen=self.policy.history)).append(
-                    (elapsed, True)
-                )
 
     def record(self, key: tuple[str, str], seconds: float | None) -> None:
         """Learn a completed task's duration, bracketed by two polls (None: not bracketed)."""
         if seconds is None or seconds <= 0 or not math.isfinite(seconds):
             return
         with self._lock:
-            self._records.setdefault(key, deque(maxlen=self.policy.history)).append(
-                (seconds, False)
-            )
+            self._records.setdefault(key, deque(maxlen=self.policy.history)).append(seconds)
 
     def samples(self, key: tuple[str, str]) -> list[float]:
         """Bracketed durations, sorted."""
         with self._lock:
-            return sorted(v for v, censored in self._records.get(key, ()) if not censored)
+            return sorted(self._records.get(key, ()))
 
     def plan(self, key: tuple[str, str], family: contract.Family | None, resolution: str) -> Plan:
         p = self.policy
         with self._lock:
-            records = list(self._records.get(key, ()))
-            recent = list(self._first_polls.get(key, ()))
+            bracketed = sorted(self._records.get(key, ()))
+            firsts = list(self._first_polls.get(key, ()))
         prior = contract.typical_seconds(family or "pro", resolution) * p.time_scale
-        if len(records) >= p.min_samples:
-            values = sorted(v * p.censored_share if c else v for v, c in records)
-            first = quantile(values, p.quantile)
-        else:
-            first = prior * p.first_factor
-        bounds = [elapsed for elapsed, done in recent if done]
-        if len(recent) >= p.min_samples and len(bounds) >= p.probe_share * len(recent):
-            first = min(first, min(bounds) * p.probe_factor)  # far too late: probe much earlier
+        first = prior * p.first_factor
+        if len(firsts) >= p.min_samples:
+            # A task done at its first poll only says "at most this long" (left-censored), so
+            # the wanted quantile of all tasks is a higher quantile of the bracketed ones; when
+            # more than that share was done already, it lies below the first polls seen.
+            done_early = sum(done for _, done in firsts) / len(firsts)
+            if len(bracketed) >= p.min_samples and p.quantile < done_early < 1:
+                seen = quantile(sorted(e for e, _ in firsts), 0.5)
+                first = seen * math.exp(p.quantile - done_early)  # a little earlier
+            elif len(bracketed) >= p.min_samples:
+                first = quantile(bracketed, (p.quantile - done_early) / (1 - done_early))
+        recent = firsts[-p.recent :]
+        recent_bounds = [elapsed for elapsed, done in recent if done]
+        if len(recent) >= p.min_samples and len(recent_bounds) >= p.probe_share * len(recent):
+            first = min(first, min(recent_bounds) * p.probe_factor)  # far too late: probe earlier
         typical = first / p.first_factor
-        bracketed = self.samples(key)
         if len(bracketed) >= p.min_samples:
             median = quantile(bracketed, 0.5)
             spread = quantile(bracketed, 0.9) - quantile(bracketed, 0.1)
-            near = min(max(spread / p.spread_divisor, p.near_fraction * median / 2), p.near_max)
+            near = min(max(spread / p.spread_divisor, p.near_fraction * median / 4), p.near_max)
             late = max(quantile(bracketed, 0.9) * 1.25, median * p.late_factor)
             typical = max(typical, median)
         else:
