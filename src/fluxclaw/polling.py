@@ -31,7 +31,7 @@ class PollPolicy:
     """
 
     first_factor: float = 0.85  # first poll at this share of the typical time (no history yet)
-    quantile: float = 0.3  # learned: first poll where this share of tasks is already done
+    quantile: float = 0.25  # learned: first poll where this share of tasks is already done
     near_fraction: float = 0.1  # interval near the likely finish, as a share of the typical time
     near_max: float = 2.0  # never wait longer than this between polls near the likely finish
     late_factor: float = 1.5  # past this multiple of the typical time, back off...
@@ -39,12 +39,14 @@ class PollPolicy:
     max_interval: float = 5.0  # ...up to this (and never longer than one typical duration)
     min_interval: float = 0.01
     time_scale: float = 1.0
-    history: int = 64  # durations and first polls remembered per model and resolution
-    probe_share: float = 0.75  # when this share of recent first polls saw the task done...
+    history: int = 128  # durations and first polls remembered per model and resolution
+    probe_share: float = 0.9  # when this share of recent first polls saw the task done...
     probe_factor: float = 0.3  # ...the first poll moves to this share of the earliest of them
-    recent: int = 8  # how many recent first polls that check looks at
+    recent: int = 16  # how many recent first polls that check looks at
+    window: int = 32  # how many recent first polls say which share is done at the first poll
     spread_divisor: float = 4.0  # near-finish interval = spread (p90 - p10) / this
-    min_samples: int = 3  # durations needed before the learned schedule replaces the contract's
+    min_samples: int = 3  # durations needed before the learned first poll replaces the contract's
+    spread_samples: int = 16  # durations needed before their spread sets the interval
 
     @classmethod
     def preset(cls, name: Preset, **changes: float | int) -> PollPolicy:
@@ -55,7 +57,7 @@ class PollPolicy:
 _PRESETS: dict[str, PollPolicy] = {
     "eager": PollPolicy(first_factor=0.75, quantile=0.15, near_fraction=0.05, spread_divisor=8.0),
     "balanced": PollPolicy(),
-    "frugal": PollPolicy(first_factor=0.9, quantile=0.35, near_fraction=0.12, spread_divisor=3.0),
+    "frugal": PollPolicy(first_factor=0.9, quantile=0.4, near_fraction=0.15, spread_divisor=2.0),
 }
 
 
@@ -82,13 +84,15 @@ def quantile(values: list[float], q: float) -> float:
 class DurationStats:
     """What this client learned about generation times, per (model id, resolution).
 
-    Each completed task adds one record: its duration, bracketed between the last poll that saw
-    it open and the one that saw it done, or, when the first poll already saw it done, only an
-    upper bound (recorded a little below that bound). The first poll goes at a low quantile of
-    the records; the spread of bracketed durations sets the interval near the likely finish.
-    When most recent first polls found the task already done, the schedule is far too late (a
-    server much faster than the contract), so the first poll jumps well below those bounds and
-    the right time is found within a few tasks.
+    Two records per key: every first poll (when, and whether it found the task done), and the
+    durations of tasks it did not find done, bracketed between the last poll that saw them open
+    and the one that saw them done. A task done at its first poll is left-censored (we only know
+    it took less), so the first poll goes where the wanted share of all tasks is done: a higher
+    quantile of the bracketed durations, after the share done early. The spread of those
+    durations sets the interval near the likely finish. When nearly all recent first polls found
+    the task done, the schedule is far too late (a server much faster than the contract), so the
+    first poll jumps well below them and the right time is found within a few tasks.
+    Parameters were tuned against the optimal poll schedule (bench/frontier.py).
     """
 
     def __init__(self, policy: PollPolicy) -> None:
@@ -133,18 +137,24 @@ class DurationStats:
             # A task done at its first poll only says "at most this long" (left-censored), so
             # the wanted quantile of all tasks is a higher quantile of the bracketed ones; when
             # more than that share was done already, it lies below the first polls seen.
-            done_early = sum(done for _, done in firsts) / len(firsts)
-            if len(bracketed) >= p.min_samples and p.quantile < done_early < 1:
-                seen = quantile(sorted(e for e, _ in firsts), 0.5)
-                first = seen * math.exp(p.quantile - done_early)  # a little earlier
+            window = firsts[-p.window :]
+            done_early = sum(done for _, done in window) / len(window)
+            if done_early > p.quantile:
+                seen = quantile(sorted(e for e, _ in firsts[-p.recent :]), 0.5)
+                first = seen * math.exp(p.quantile - done_early)  # somewhat earlier
             elif len(bracketed) >= p.min_samples:
                 first = quantile(bracketed, (p.quantile - done_early) / (1 - done_early))
         recent = firsts[-p.recent :]
         recent_bounds = [elapsed for elapsed, done in recent if done]
         if len(recent) >= p.min_samples and len(recent_bounds) >= p.probe_share * len(recent):
-            first = min(first, min(recent_bounds) * p.probe_factor)  # far too late: probe earlier
+            # Far too late (the server got much faster): probe earlier, and forget the older
+            # first polls, which would otherwise keep pulling the schedule back.
+            first = min(first, min(recent_bounds) * p.probe_factor)
+            with self._lock:
+                kept = list(self._first_polls.get(key, ()))[-p.recent :]
+                self._first_polls[key] = deque(kept, maxlen=p.history)
         typical = first / p.first_factor
-        if len(bracketed) >= p.min_samples:
+        if len(bracketed) >= p.spread_samples:
             median = quantile(bracketed, 0.5)
             spread = quantile(bracketed, 0.9) - quantile(bracketed, 0.1)
             near = min(max(spread / p.spread_divisor, p.near_fraction * median / 4), p.near_max)

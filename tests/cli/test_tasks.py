@@ -180,6 +180,16 @@ def test_bad_input_exits_4_and_sends_nothing(
     assert sandbox.requests() == []
 
 
+@pytest.mark.parametrize("value", ["fast", "0", "-1"])
+def test_a_bad_time_scale_is_a_one_line_error(
+    run: Run, api: dict[str, str], sandbox: Any, value: str
+) -> None:
+    done = run("generate", "a cat", env={"FLUXCLAW_TIME_SCALE": value})
+    assert done.returncode == contract.EXIT_INVALID, done.stderr
+    assert "FLUXCLAW_TIME_SCALE" in one_line_error(done.stderr)
+    assert sandbox.requests() == []
+
+
 def test_timeout_exits_5_with_resume_command(run: Run, api: dict[str, str]) -> None:
     done = run("generate", "a slow cat [sandbox:seconds=30]", "--timeout", "1")
     assert done.returncode == contract.EXIT_TIMEOUT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -77,3 +78,29 @@ def test_a_false_callback_is_confirmed_by_a_get_and_never_spins(
     assert result.status == "completed"
     gets = [r for r in sandbox.requests() if r["method"] == "GET" and task.id in r["path"]]
     assert len(gets) <= 4  # the spent hint fell back to the schedule, not to a busy loop
+
+
+async def test_many_async_waits_each_end_on_their_callback_with_one_get(sandbox: Any) -> None:
+    # More waits than the default thread pool has threads: a wait must cost no thread, and a
+    # callback-driven wait sends no poll of its own, only the confirming GET.
+    from fluxclaw import AsyncClient
+
+    async with AsyncClient(
+        api_key=sandbox.api_key, base_url=sandbox.base_url, poll=PollPolicy(time_scale=1.0)
+    ) as client:
+        with CallbackServer() as server:
+            started = time.monotonic()
+            results = await asyncio.gather(
+                *(
+                    client.generate(f"lantern {i} [sandbox:seconds=0.4]", receiver=server)
+                    for i in range(40)
+                )
+            )
+            elapsed = time.monotonic() - started
+    assert all(r.status == "completed" for r in results)
+    assert elapsed < 4  # the contract's Pro time (6 s) would put any poll past 5 s
+    for result in results:
+        gets = [
+            r for r in sandbox.requests() if r["method"] == "GET" and result.task_id in r["path"]
+        ]
+        assert len(gets) == 1, result.task_id

@@ -73,7 +73,7 @@ def endpoint(
     if sandbox:
         from fluxclaw.sandbox.server import SandboxServer
 
-        speed = float(os.environ.get(SANDBOX_SPEED_ENV) or 3.0)
+        speed = _positive_env(SANDBOX_SPEED_ENV, 3.0)
         with SandboxServer(speed=speed) as server:
             if debug:
                 setup_debug_logging(None)
@@ -86,8 +86,22 @@ def endpoint(
     if not settings.api_key:
         fail(NO_KEY, contract.EXIT_AUTH)
     assert settings.api_key  # fail() exits
-    scale = float(os.environ.get(TIME_SCALE_ENV) or 1.0)
+    scale = _positive_env(TIME_SCALE_ENV, 1.0)
     yield settings.api_key, settings.base_url, PollPolicy(time_scale=scale)
+
+
+def _positive_env(name: str, default: float) -> float:
+    raw = os.environ.get(name) or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        fail(
+            f"{name}={raw} must be a number above 0; unset it for the default ({default:g}).",
+            contract.EXIT_INVALID,
+        )
+    return value
 
 
 @contextmanager
