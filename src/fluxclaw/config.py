@@ -18,6 +18,9 @@ from fluxclaw import contract
 ENV_API_KEY = "RUNAPI_API_KEY"
 ENV_BASE_URL = "RUNAPI_BASE_URL"
 ENV_CONFIG = "FLUXCLAW_CONFIG"
+# Where images go when an agent runs fluxclaw (skill or MCP): inside its workspace, where
+# OpenClaw accepts MEDIA: paths.
+AGENT_OUTPUT_DIR = "generated/fluxclaw"
 
 
 @dataclass(frozen=True, slots=True)

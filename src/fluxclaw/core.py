@@ -356,7 +356,9 @@ class Wait:
             if self.schedule.polls == 1 and self.schedule.first_at is not None:
                 stats.first_poll(self.learning, self.schedule.first_at, completed)
             if completed:
-                stats.record(self.learning, self.schedule.finished_after())
+                stats.record(
+                    self.learning, self.schedule.finished_after(), self.schedule.bracket_width()
+                )
         if completed:
             return status, result_from(status, self.task)
         return status, None

@@ -24,6 +24,7 @@ from pydantic import Field
 from fluxclaw import contract, errors, files
 from fluxclaw._version import __version__
 from fluxclaw.client import AsyncClient
+from fluxclaw.config import AGENT_OUTPUT_DIR
 from fluxclaw.core import CreateOptions
 from fluxclaw.models import Result, Task, TaskStatus, result_from
 from fluxclaw.polling import PollPolicy
@@ -31,7 +32,6 @@ from fluxclaw.pricing import estimate_cost
 
 log = logging.getLogger("fluxclaw.mcp")
 
-DEFAULT_OUTPUT_DIR = "generated/fluxclaw"
 DEFAULT_TIMEOUT = 240.0  # under OpenClaw's suggested requestTimeoutMs of 300000
 THUMBNAIL_PX = 256
 
@@ -343,7 +343,7 @@ async def serve(
     base_url: str,
     *,
     poll: PollPolicy | None = None,
-    output_dir: str | os.PathLike[str] = DEFAULT_OUTPUT_DIR,
+    output_dir: str | os.PathLike[str] = AGENT_OUTPUT_DIR,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> None:
     """Serve over stdin/stdout until the client disconnects."""

@@ -1,52 +1,57 @@
 """When to ask about a task again: pure logic, no I/O, shared by the sync and async clients.
 
-A task cannot be done long before its model's usual time, so the first poll waits for most of
-that time; around the likely finish the polls come quickly; long past it they back off. The
-usual time starts from the contract and is then learned from the completions this client has
-seen, per model and resolution, so the schedule fits whatever the server really does (including
-a sandbox running a hundred times faster). A server's Retry-After always wins, and a hard
-deadline bounds the whole wait.
+Generation times are spread around a model's usual time, so a poll schedule trades status
+requests against detection lag (how late a finished task is noticed). For a known distribution
+of generation times there is an optimal schedule for each price of a request in seconds of lag;
+this module computes it (dynamic programming over a lognormal fitted to what this client has
+seen, per model and resolution), so the polls come rarely while a task cannot be done yet and
+often where it most likely ends. Before anything is learned the fit starts from the contract's
+usual time. A server much faster than the contract (a sandbox at speed 100) is found out within
+a few tasks. A server's Retry-After always wins, and a hard deadline bounds the whole wait.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from statistics import NormalDist
 from typing import Literal
 
 from fluxclaw import contract
 
 Preset = Literal["eager", "balanced", "frugal"]
+_NORMAL = NormalDist()
 
 
 @dataclass(frozen=True, slots=True)
 class PollPolicy:
     """Knobs of the poll schedule; `PollPolicy.preset("eager"|"balanced"|"frugal")` for presets.
 
-    Times are seconds. `time_scale` multiplies the contract's typical times (a sandbox at
-    speed=100 wants 0.01), so the schedule is right from the first task, not only after learning.
+    Times are seconds. `price` is what one status request is worth, in lag, as a share of the
+    usual generation time: lower polls more and notices sooner. `time_scale` multiplies the
+    contract's typical times (a sandbox at speed=100 wants 0.01), so the schedule is right from
+    the first task, not only after learning.
     """
 
-    first_factor: float = 0.85  # first poll at this share of the typical time (no history yet)
-    quantile: float = 0.25  # learned: first poll where this share of tasks is already done
-    near_fraction: float = 0.1  # interval near the likely finish, as a share of the typical time
-    near_max: float = 2.0  # never wait longer than this between polls near the likely finish
-    late_factor: float = 1.5  # past this multiple of the typical time, back off...
-    backoff: float = 1.5  # ...geometrically by this factor...
+    price: float = 0.02
+    prior_sigma: float = 0.25  # spread (of log durations) assumed before anything is learned
+    min_sigma: float = 0.05
+    max_sigma: float = 1.0
+    backoff: float = 1.5  # past the planned polls, intervals grow by this factor...
     max_interval: float = 5.0  # ...up to this (and never longer than one typical duration)
     min_interval: float = 0.01
     time_scale: float = 1.0
-    history: int = 128  # durations and first polls remembered per model and resolution
-    probe_share: float = 0.9  # when this share of recent first polls saw the task done...
+    history: int = 128  # durations remembered per model and resolution
+    window: int = 64  # recent first polls that say which share is done at the first poll
+    min_samples: int = 8  # durations needed before the fit replaces the contract's time
+    probe_share: float = 1.0  # when this share of recent first polls saw the task done...
     probe_factor: float = 0.3  # ...the first poll moves to this share of the earliest of them
-    recent: int = 16  # how many recent first polls that check looks at
-    window: int = 32  # how many recent first polls say which share is done at the first poll
-    spread_divisor: float = 4.0  # near-finish interval = spread (p90 - p10) / this
-    min_samples: int = 3  # durations needed before the learned first poll replaces the contract's
-    spread_samples: int = 16  # durations needed before their spread sets the interval
+    recent: int = 16  # how many recent first polls that check looks at (at least min_probe)
+    min_probe: int = 3
 
     @classmethod
     def preset(cls, name: Preset, **changes: float | int) -> PollPolicy:
@@ -55,20 +60,23 @@ class PollPolicy:
 
 
 _PRESETS: dict[str, PollPolicy] = {
-    "eager": PollPolicy(first_factor=0.75, quantile=0.15, near_fraction=0.05, spread_divisor=8.0),
+    "eager": PollPolicy(price=0.005),
     "balanced": PollPolicy(),
-    "frugal": PollPolicy(first_factor=0.9, quantile=0.4, near_fraction=0.15, spread_divisor=2.0),
+    "frugal": PollPolicy(price=0.06),
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Where to poll for one task: first poll, interval near the finish, when it counts as late."""
+    """Where to poll for one task: the planned poll times (seconds after creation, the first
+    being `first`), the interval used after them (`near`, growing to `cap`), and `late_after`,
+    the end of the plan, past which the task is late."""
 
     first: float
     near: float
     late_after: float
     cap: float
+    polls: tuple[float, ...] = ()
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -81,24 +89,53 @@ def quantile(values: list[float], q: float) -> float:
     return values[low] + (values[high] - values[low]) * (pos - low)
 
 
+@functools.lru_cache(maxsize=512)
+def optimal_offsets(sigma: float, price: float, steps: int = 160) -> tuple[float, ...]:
+    """Poll times, as multiples of the median, that minimise E[lag] + price * E[polls] when
+    durations are lognormal with this sigma (bench/frontier.py checks them against measured
+    durations). Dynamic programming on a grid up to exp(4 sigma), past which 3e-5 of tasks end.
+    """
+    top = math.exp(4 * sigma)
+    xs = [top * i / steps for i in range(steps + 1)]
+    shift = math.exp(sigma * sigma / 2)
+    # cdf[i] = P(T <= x), part[i] = E[T; T <= x] for T lognormal(0, sigma).
+    cdf = [0.0] + [_NORMAL.cdf(math.log(x) / sigma) for x in xs[1:]]
+    part = [0.0] + [shift * _NORMAL.cdf(math.log(x) / sigma - sigma) for x in xs[1:]]
+    cost = [0.0] * (steps + 1)  # least cost to go after a poll at xs[i] found the task open
+    after = [steps] * (steps + 1)
+    for i in range(steps - 1, -1, -1):
+        f, g = cdf[i], part[i]
+        best, arg = math.inf, steps
+        for j in range(i + 1, steps + 1):
+            c = xs[j] * (cdf[j] - f) - (part[j] - g) + cost[j]
+            if c < best:
+                best, arg = c, j
+        cost[i] = price * (1 - f) + best
+        after[i] = arg
+    offsets, i = [], 0
+    while i < steps:
+        i = after[i]
+        offsets.append(xs[i])
+    return tuple(offsets)
+
+
 class DurationStats:
     """What this client learned about generation times, per (model id, resolution).
 
     Two records per key: every first poll (when, and whether it found the task done), and the
     durations of tasks it did not find done, bracketed between the last poll that saw them open
-    and the one that saw them done. A task done at its first poll is left-censored (we only know
-    it took less), so the first poll goes where the wanted share of all tasks is done: a higher
-    quantile of the bracketed durations, after the share done early. The spread of those
-    durations sets the interval near the likely finish. When nearly all recent first polls found
-    the task done, the schedule is far too late (a server much faster than the contract), so the
-    first poll jumps well below them and the right time is found within a few tasks.
-    Parameters were tuned against the optimal poll schedule (bench/frontier.py).
+    and the one that saw them done. A lognormal is fitted to both: the share done at the first
+    poll places the lower part (those tasks are left-censored: we only know they took less), the
+    bracketed durations the rest. When nearly all recent first polls found the task done, the
+    schedule is far too late (a server much faster than the contract), so the first poll jumps
+    well below them and the right time is found within a few tasks.
     """
 
     def __init__(self, policy: PollPolicy) -> None:
         self.policy = policy
-        self._records: dict[tuple[str, str], deque[float]] = {}
+        self._records: dict[tuple[str, str], deque[tuple[float, float]]] = {}
         self._first_polls: dict[tuple[str, str], deque[tuple[float, bool]]] = {}
+        self._rescaled: dict[tuple[str, str], float] = {}  # median found by probing
         self._lock = threading.Lock()
 
     def first_poll(self, key: tuple[str, str], elapsed: float, done: bool) -> None:
@@ -114,58 +151,74 @@ class DurationStats:
                 (elapsed, done)
             )
 
-    def record(self, key: tuple[str, str], seconds: float | None) -> None:
-        """Learn a completed task's duration, bracketed by two polls (None: not bracketed)."""
+    def record(self, key: tuple[str, str], seconds: float | None, width: float = 0.0) -> None:
+        """Learn a completed task's duration, bracketed by two polls `width` seconds apart
+        (None: not bracketed)."""
         if seconds is None or seconds <= 0 or not math.isfinite(seconds):
             return
         with self._lock:
-            self._records.setdefault(key, deque(maxlen=self.policy.history)).append(seconds)
+            self._records.setdefault(key, deque(maxlen=self.policy.history)).append(
+                (seconds, max(0.0, width))
+            )
 
     def samples(self, key: tuple[str, str]) -> list[float]:
         """Bracketed durations, sorted."""
         with self._lock:
-            return sorted(self._records.get(key, ()))
+            return sorted(seconds for seconds, _ in self._records.get(key, ()))
+
+    def fit(self, key: tuple[str, str], prior: float) -> tuple[float, float]:
+        """(median, sigma) of a lognormal fitted to what was seen; the prior until enough is."""
+        p = self.policy
+        with self._lock:
+            records = list(self._records.get(key, ()))
+            firsts = list(self._first_polls.get(key, ()))[-p.window :]
+            prior = self._rescaled.get(key, prior)
+        bracketed = sorted(seconds for seconds, _ in records)
+        if len(bracketed) < p.min_samples or not firsts:
+            return prior, p.prior_sigma
+        done = sum(d for _, d in firsts) / len(firsts)
+        done = min(max(done, 0.5 / len(firsts)), 0.95)
+        # Points (normal score, log duration): the bracketed durations fill the share of tasks
+        # not done at the first poll; the first polls themselves mark the share done by then.
+        n = len(bracketed)
+        points = [
+            (_NORMAL.inv_cdf(done + (1 - done) * (k + 0.5) / n), math.log(b))
+            for k, b in enumerate(bracketed)
+        ]
+        at_first = quantile(sorted(e for e, _ in firsts), 0.5)
+        points += [(_NORMAL.inv_cdf(done), math.log(at_first))] * max(1, n // 4)
+        mean_z = sum(z for z, _ in points) / len(points)
+        mean_y = sum(y for _, y in points) / len(points)
+        var_z = sum((z - mean_z) ** 2 for z, _ in points)
+        sigma = p.prior_sigma
+        if var_z > 0:
+            sigma = sum((z - mean_z) * (y - mean_y) for z, y in points) / var_z
+            # A midpoint is off by up to half its bracket, which widens the fit: take that out.
+            blur = sum((w / t) ** 2 for t, w in records) / (12 * len(records))
+            sigma = math.sqrt(max(sigma * abs(sigma) - blur, 0.0))
+        sigma = min(max(sigma, p.min_sigma), p.max_sigma)
+        return math.exp(mean_y - sigma * mean_z), sigma
 
     def plan(self, key: tuple[str, str], family: contract.Family | None, resolution: str) -> Plan:
         p = self.policy
-        with self._lock:
-            bracketed = sorted(self._records.get(key, ()))
-            firsts = list(self._first_polls.get(key, ()))
         prior = contract.typical_seconds(family or "pro", resolution) * p.time_scale
-        first = prior * p.first_factor
-        if len(firsts) >= p.min_samples:
-            # A task done at its first poll only says "at most this long" (left-censored), so
-            # the wanted quantile of all tasks is a higher quantile of the bracketed ones; when
-            # more than that share was done already, it lies below the first polls seen.
-            window = firsts[-p.window :]
-            done_early = sum(done for _, done in window) / len(window)
-            if done_early > p.quantile:
-                seen = quantile(sorted(e for e, _ in firsts[-p.recent :]), 0.5)
-                first = seen * math.exp(p.quantile - done_early)  # somewhat earlier
-            elif len(bracketed) >= p.min_samples:
-                first = quantile(bracketed, (p.quantile - done_early) / (1 - done_early))
-        recent = firsts[-p.recent :]
-        recent_bounds = [elapsed for elapsed, done in recent if done]
-        if len(recent) >= p.min_samples and len(recent_bounds) >= p.probe_share * len(recent):
+        median, sigma = self.fit(key, prior)
+        offsets = optimal_offsets(round(sigma, 2), p.price)
+        with self._lock:
+            recent = list(self._first_polls.get(key, ()))[-p.recent :]
+        bounds = [elapsed for elapsed, done in recent if done]
+        if len(recent) >= p.min_probe and len(bounds) >= p.probe_share * len(recent):
             # Far too late (the server got much faster): probe earlier, and forget the older
-            # first polls, which would otherwise keep pulling the schedule back.
-            first = min(first, min(recent_bounds) * p.probe_factor)
+            # records, which would otherwise keep pulling the schedule back.
+            median = min(median, min(bounds) * p.probe_factor / offsets[0])
             with self._lock:
-                kept = list(self._first_polls.get(key, ()))[-p.recent :]
-                self._first_polls[key] = deque(kept, maxlen=p.history)
-        typical = first / p.first_factor
-        if len(bracketed) >= p.spread_samples:
-            median = quantile(bracketed, 0.5)
-            spread = quantile(bracketed, 0.9) - quantile(bracketed, 0.1)
-            near = min(max(spread / p.spread_divisor, p.near_fraction * median / 4), p.near_max)
-            late = max(quantile(bracketed, 0.9) * 1.25, median * p.late_factor)
-            typical = max(typical, median)
-        else:
-            near = min(p.near_fraction * typical, p.near_max)
-            late = typical * p.late_factor
-        near = max(near, p.min_interval)
-        cap = max(near, min(p.max_interval, typical))
-        return Plan(first=first, near=near, late_after=max(late, first + near), cap=cap)
+                self._first_polls[key] = deque(recent, maxlen=p.history)
+                self._records.pop(key, None)
+                self._rescaled[key] = median
+        polls = tuple(median * x for x in offsets)
+        near = max(polls[-1] - polls[-2] if len(polls) > 1 else polls[0] / 4, p.min_interval)
+        cap = max(near, min(p.max_interval, median))
+        return Plan(first=polls[0], near=near, late_after=polls[-1], cap=cap, polls=polls)
 
 
 class PollSchedule:
@@ -199,6 +252,8 @@ class PollSchedule:
             wait = retry_after
         elif self.polls == 0:
             wait = plan.first - elapsed
+        elif self.polls < len(plan.polls):
+            wait = plan.polls[self.polls] - elapsed
         elif elapsed < plan.late_after:
             wait = plan.near
         else:
@@ -218,6 +273,12 @@ class PollSchedule:
 
     def expired(self) -> bool:
         return self.clock() >= self.deadline
+
+    def bracket_width(self) -> float:
+        """Seconds between the last poll that saw the task open and the one that saw it done."""
+        if self._last_open is None:
+            return 0.0
+        return self.clock() - self.started - self._last_open
 
     def finished_after(self) -> float | None:
         """How long the task took, for learning: midway between the last poll that saw it open

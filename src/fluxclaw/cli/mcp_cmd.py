@@ -11,15 +11,19 @@ import sys
 
 import click
 
-from fluxclaw.cli.common import Redactor, connection_options, handle_errors
-from fluxclaw.mcp_server import DEFAULT_OUTPUT_DIR, DEFAULT_TIMEOUT
+from fluxclaw import contract
+from fluxclaw.cli.common import Redactor, connection_options, fail, handle_errors
+from fluxclaw.config import AGENT_OUTPUT_DIR
+
+# Here rather than in fluxclaw.mcp_server, so `--help` works without the MCP SDK installed.
+DEFAULT_TIMEOUT = 240.0  # under OpenClaw's suggested requestTimeoutMs of 300000
 
 
 @click.command()
 @click.option(
     "--output-dir",
     metavar="DIR",
-    default=DEFAULT_OUTPUT_DIR,
+    default=AGENT_OUTPUT_DIR,
     show_default=True,
     help="Folder the images are saved into (relative to the working directory).",
 )
@@ -49,7 +53,14 @@ def command(
     import anyio
 
     from fluxclaw.cli.tasks_cmd import endpoint
-    from fluxclaw.mcp_server import serve
+
+    try:
+        from fluxclaw.mcp_server import serve
+    except ImportError:
+        fail(
+            "fluxclaw mcp needs the MCP SDK: pip install 'fluxclaw[mcp]'",
+            contract.EXIT_OTHER,
+        )
 
     with endpoint(api_key, base_url, sandbox=sandbox, debug=debug) as (key, url, poll):
         _log_to_stderr(key, debug)

@@ -27,6 +27,7 @@ from fluxclaw.cli.common import (
     output_options,
     setup_debug_logging,
 )
+from fluxclaw.config import AGENT_OUTPUT_DIR
 
 if TYPE_CHECKING:
     from fluxclaw.cli.progress import Progress
@@ -39,7 +40,6 @@ SANDBOX_SPEED_ENV = "FLUXCLAW_SANDBOX_SPEED"
 # Scales the poll schedule's expected generation times: 1/X against a sandbox run at --speed X.
 TIME_SCALE_ENV = "FLUXCLAW_TIME_SCALE"
 OPENCLAW_ENV = "OPENCLAW_SHELL"  # OpenClaw sets OPENCLAW_SHELL=exec for commands it runs
-OPENCLAW_OUTPUT = "generated/fluxclaw"
 NO_KEY = (
     "no RunAPI key: set RUNAPI_API_KEY or run `fluxclaw config --api-key KEY`; "
     "add --sandbox to try everything offline at no cost."
@@ -268,7 +268,7 @@ def run_create(action: contract.Action, prompt: str, sources: tuple[str, ...], *
     history = None if opts["no_history"] else History()
     openclaw = opts["openclaw"] or bool(os.environ.get(OPENCLAW_ENV))
     if openclaw and not opts["output"]:
-        opts["output"] = OPENCLAW_OUTPUT
+        opts["output"] = AGENT_OUTPUT_DIR
     with connect(
         opts["api_key"], opts["base_url"], sandbox=opts["sandbox"], debug=opts["debug"]
     ) as client:
@@ -380,7 +380,7 @@ def wait(
     row = entry.id if entry else None
     openclaw = openclaw or bool(os.environ.get(OPENCLAW_ENV))
     if openclaw and not output:
-        output = OPENCLAW_OUTPUT
+        output = AGENT_OUTPUT_DIR
     with (
         connect(api_key, base_url, sandbox=False, debug=debug) as client,
         resumable(history, row, task_id),
