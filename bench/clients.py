@@ -45,6 +45,7 @@ KEY = "sk-bench"
 MODEL = "flux-2-pro-text-to-image"
 STATUS_PATH = re.compile(r"^/(?:api/v1/flux_2/text_to_image|v1/tasks)/[0-9a-f-]{36}$")
 FIXED_INTERVAL = 1.0
+HEADING = "fluxclaw and the official SDK"
 
 CLIENTS: dict[str, str] = {
     "fluxclaw-async": "fluxclaw `AsyncClient`, default (balanced) polling",
@@ -365,6 +366,8 @@ def report(
     optimal: list[tuple[float, float]],
 ) -> str:
     lines = [
+        f"## {HEADING}",
+        "",
         f"Command: `.venv/bin/python bench/clients.py{' --quick' if args.quick else ''}`. "
         f"{args.n} Pro 1k images per client at concurrency {args.c}; sandbox at real-time "
         "speed, seed 7, reset before each client, Retry-After hints off. Machine: "
@@ -449,7 +452,7 @@ def main() -> None:
     print(text)
     if not args.no_write:
         chart(rows, optimal, HERE.parent / "docs" / "bench-lag-vs-requests.png")
-        docfile.record("fluxclaw and the official SDK", text)
+        docfile.record(HEADING, text)
 
 
 if __name__ == "__main__":
