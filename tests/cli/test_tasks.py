@@ -276,3 +276,18 @@ def test_debug_never_shows_the_key(run: Run, api: dict[str, str], tmp_path: Path
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_wait_on_a_task_made_elsewhere_records_it(
+    run: Run, api: dict[str, str], sandbox: Any
+) -> None:
+    import fluxclaw
+
+    with fluxclaw.Client(api_key=KEY, base_url=sandbox.base_url) as client:
+        task = client.submit_generate("a lighthouse at dusk [sandbox:seconds=0.2]", model="flex")
+    done = run("wait", task.id, "--json")
+    assert done.returncode == 0, done.stderr
+    [row] = history_rows(api)
+    assert row["task_id"] == task.id and row["status"] == "completed"
+    assert row["action"] == "text_to_image"  # status answers carry no model or prompt
+    assert json.loads(row["paths"]) == json.loads(done.stdout)["paths"]

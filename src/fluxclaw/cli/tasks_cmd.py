@@ -134,6 +134,30 @@ def save_result(
     return [str(image.path.resolve()) for image in saved]
 
 
+def adopt(
+    history: History | None,
+    row: int | None,
+    task_id: str,
+    action: contract.Action | None,
+    base_url: str,
+    model: str | None = None,
+    prompt: str | None = None,
+) -> int | None:
+    """A task id from elsewhere (another machine, the API, a script): give it a history row."""
+    if history is None or row is not None:
+        return row
+    new = history.start(
+        action=action or "text_to_image",
+        model=model or "",
+        prompt=prompt or "",
+        params={},
+        idempotency_key=None,
+        base_url=base_url,
+    )
+    history.update(new, task_id=task_id)
+    return new
+
+
 def finish(
     client: Client,
     history: History | None,
@@ -161,6 +185,7 @@ def finish(
             on_update=lambda status: progress.status(status.status),
         )
     except errors.TaskFailedError as error:
+        row = adopt(history, row, task_id, action, client.base_url)
         if history and row:
             history.update(row, status="failed", error=error.message)
         raise
@@ -171,6 +196,7 @@ def finish(
     finally:
         progress.end()
     urls = [image.url for image in result.images]
+    row = adopt(history, row, task_id, result.action, client.base_url, result.model, result.prompt)
     if history and row:
         history.update(row, status=result.status, cost=result.cost_usd, urls=urls)
     paths = save_result(result, output, image_format, time.time())
