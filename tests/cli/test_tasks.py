@@ -217,7 +217,7 @@ def test_interrupted_task_is_recorded_and_wait_saves_it(
     api: dict[str, str], tmp_path: Path
 ) -> None:
     proc = subprocess.Popen(
-        [FLUXCLAW, "generate", "a patient owl [sandbox:seconds=1.5]"],
+        [FLUXCLAW, "generate", "a patient owl [sandbox:seconds=4]"],  # outlasts a slow signal
         env=api,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
