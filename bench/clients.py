@@ -67,6 +67,7 @@ def prompts(n: int) -> list[str]:
 
 def work(mode: str, base_url: str, n: int, width: int) -> dict[str, Any]:
     # Imports are start-up, not per-image work: load them before the CPU clock starts.
+    import httpx_aiohttp  # noqa: F401
     import runapi.flux_2  # noqa: F401
 
     import fluxclaw.callbacks

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import httpx
 import pytest
 
+import fluxclaw
 from fluxclaw import (
     ConflictError,
+    RetryPolicy,
     TaskFailedError,
     TaskTimeoutError,
     UnknownStatusError,
@@ -69,3 +72,30 @@ def test_unknown_status_is_an_error_not_a_reason_to_poll(make_client: Any, sandb
     assert caught.value.task_id == TASK_ID
     assert "queued_for_review" in str(caught.value)
     assert len(polls) == 1
+
+
+def test_no_answer_and_refused_connection_are_told_apart(make_client: Any, sandbox: Any) -> None:
+    """A silent server is a timeout and a closed port a network error, in both clients (the async
+    one runs on aiohttp, whose errors reach httpx all as ConnectTimeout)."""
+    quiet = socket.socket()
+    quiet.bind(("127.0.0.1", 0))
+    quiet.listen(8)  # accepts into the backlog, never answers
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+    one_try = RetryPolicy(max_attempts=1)
+    try:
+        for sock, error, words in [
+            (quiet, fluxclaw.TimeoutError, "timed out"),
+            (closed, fluxclaw.NetworkError, "got no answer"),
+        ]:
+            port = sock.getsockname()[1]
+            client = make_client(
+                base_url=f"http://127.0.0.1:{port}", http_timeout=0.3, retry=one_try
+            )
+            with pytest.raises(error) as caught:
+                client.balance()
+            assert words in str(caught.value)
+            assert "idempotency" not in str(caught.value)  # a read: nothing to replay
+    finally:
+        quiet.close()
+        closed.close()
