@@ -35,8 +35,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/clients.py
-	$(BIN)/python bench/sandbox_load.py
-	$(BIN)/python bench/cli_startup.py
+	$(BIN)/python bench/http_stacks.py --write
+	$(BIN)/python bench/sandbox_load.py --write
+	$(BIN)/python bench/cli_startup.py --write
 
 clean:
 	rm -rf $(VENV) out
