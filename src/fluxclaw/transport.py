@@ -459,9 +459,23 @@ class AsyncSession(_SessionBase):
         # httpx's pool rescans its whole queue on every event, so thousands of queued requests
         # cost O(n^2) CPU; requests wait here instead, in a queue that costs nothing to wait in.
         self._gate = asyncio.Semaphore((limits or DEFAULT_LIMITS).max_connections or 32)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _same_loop(self) -> None:
+        """Connections and the queue belong to the loop that first used them; say so plainly
+        instead of failing deep inside aiohttp when a second `asyncio.run` reuses the client."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise RuntimeError(
+                "This AsyncClient was first used in another event loop; make one AsyncClient per "
+                "asyncio.run() (or use `async with fluxclaw.AsyncClient() as client:` inside it)."
+            )
 
     async def send(self, call: Call, *, deadline: float | None = None) -> Reply:
         self._check(call)
+        self._same_loop()
         budget = RetryBudget(self.policy, deadline)
         while True:
             started = time.monotonic()

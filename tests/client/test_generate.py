@@ -195,3 +195,14 @@ def test_async_result_helpers(sandbox: Any, tmp_path: Path) -> None:
             assert one.format == "webp"
 
     asyncio.run(run())
+
+
+def test_async_client_reused_in_a_second_event_loop_says_what_to_do(sandbox: Any) -> None:
+    client = AsyncClient(sandbox.api_key, sandbox.base_url, poll=PollPolicy(time_scale=0.01))
+    with asyncio.Runner() as first:
+        assert first.run(client.balance())
+        before = len(sandbox.requests())
+        with pytest.raises(RuntimeError, match="one AsyncClient per asyncio"):
+            asyncio.run(client.balance())
+        assert len(sandbox.requests()) == before  # refused before anything was sent
+        first.run(client.aclose())
