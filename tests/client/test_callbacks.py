@@ -46,7 +46,7 @@ def test_wait_for_wakes_on_a_callback() -> None:
         ).start()
         started = time.monotonic()
         assert receiver.wait_for(TASK, 5)
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 4  # woke by the callback, not the 5 s limit
         assert not receiver.wait_for("00000000-0000-0000-0000-000000000000", 0.01)
 
 
@@ -55,14 +55,15 @@ def test_wait_via_callback_instead_of_polling(make_client: Any, sandbox: Any) ->
     client = make_client(poll=PollPolicy(time_scale=1.0), timeout=20)
     seen: list[TaskStatus] = []
     with CallbackServer() as server:
-        started = time.monotonic()
         result = client.generate(
             "a lantern [sandbox:seconds=0.3]", receiver=server, on_update=seen.append
         )
-        elapsed = time.monotonic() - started
     assert result.status == "completed"
-    assert elapsed < 3  # the contract's Pro time (6 s) would put the first poll at 5 s
     assert server.receiver.hinted(result.task_id)
+    # The contract's Pro time (6 s) would put a scheduled poll seconds later: only the
+    # confirming GET was sent.
+    gets = [r for r in sandbox.requests() if r["method"] == "GET" and result.task_id in r["path"]]
+    assert len(gets) == 1
 
 
 def test_a_false_callback_is_confirmed_by_a_get_and_never_spins(
@@ -89,16 +90,13 @@ async def test_many_async_waits_each_end_on_their_callback_with_one_get(sandbox:
         api_key=sandbox.api_key, base_url=sandbox.base_url, poll=PollPolicy(time_scale=1.0)
     ) as client:
         with CallbackServer() as server:
-            started = time.monotonic()
             results = await asyncio.gather(
                 *(
                     client.generate(f"lantern {i} [sandbox:seconds=0.4]", receiver=server)
                     for i in range(40)
                 )
             )
-            elapsed = time.monotonic() - started
     assert all(r.status == "completed" for r in results)
-    assert elapsed < 4  # the contract's Pro time (6 s) would put any poll past 5 s
     for result in results:
         gets = [
             r for r in sandbox.requests() if r["method"] == "GET" and result.task_id in r["path"]

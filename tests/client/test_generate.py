@@ -105,7 +105,7 @@ def test_on_update_reports_the_id_first_then_each_status(client: Any) -> None:
 
 
 def test_submit_returns_at_once_and_get_reads_status(client: Any) -> None:
-    task = client.submit_generate("a paper boat [sandbox:seconds=0.5]")
+    task = client.submit_generate("a paper boat [sandbox:seconds=3]")
     assert task.status in ("pending", "processing") and task.idempotency_key
     assert task.to_dict()["task_id"] == task.id
     status = client.get(task.id)

@@ -37,7 +37,7 @@ def test_the_key_never_appears_anywhere(
     failures: list[FluxclawError] = []
     for attempt in (
         lambda: client.generate("a refused thing [sandbox:fail]"),
-        lambda: client.wait(client.submit_generate("slow [sandbox:seconds=1]").id, timeout=0.1),
+        lambda: client.wait(client.submit_generate("slow [sandbox:seconds=3]").id, timeout=0.1),
         lambda: make_client(sandbox, api_key=KEY + "-wrong").balance(),
     ):
         with pytest.raises(FluxclawError) as caught:

@@ -21,7 +21,7 @@ from fluxclaw import (
 
 
 def test_deadline_carries_the_id_and_says_how_to_resume(client: Any) -> None:
-    task = client.submit_generate("a slow sunrise [sandbox:seconds=1.0]")
+    task = client.submit_generate("a slow sunrise [sandbox:seconds=3]")
     with pytest.raises(TaskTimeoutError) as caught:
         client.wait(task.id, timeout=0.3)
     error = caught.value
@@ -34,7 +34,7 @@ def test_deadline_carries_the_id_and_says_how_to_resume(client: Any) -> None:
 
 def test_generate_deadline(client: Any) -> None:
     with pytest.raises(TaskTimeoutError) as caught:
-        client.generate("a slow sunset [sandbox:seconds=1.0]", timeout=0.2)
+        client.generate("a slow sunset [sandbox:seconds=3]", timeout=0.2)
     assert caught.value.task_id
 
 

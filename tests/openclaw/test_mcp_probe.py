@@ -26,6 +26,9 @@ def add_fluxclaw(openclaw: OpenClaw, tmp_path: Path) -> Path:
             "FLUXCLAW_CONFIG": openclaw.env["FLUXCLAW_CONFIG"],
         },
         "requestTimeoutMs": 300000,
+        # The probe allows 5 s to initialize unless told; a loaded machine can take longer to
+        # start Python, the SDK and a sandbox.
+        "connectionTimeoutMs": 60000,
     }
     openclaw.configure({"mcp": {"servers": {"fluxclaw": server}}})
     return workdir

