@@ -15,7 +15,6 @@ import asyncio
 import inspect
 import logging
 import secrets
-import socket
 import threading
 import time
 import uuid
@@ -189,8 +188,7 @@ class CallbackServer:
         self.host = host
         self.port = port
         self._public = public_url
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._runner: Any = None  # a fluxclaw.serving.BackgroundServer once started
 
     @property
     def base_url(self) -> str:
@@ -207,37 +205,31 @@ class CallbackServer:
         return await self.receiver.await_for(task_id, timeout)
 
     def start(self) -> str:
-        import uvicorn
+        import uvicorn  # here, not at import: `import fluxclaw` stays light
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
+        from fluxclaw.serving import GRACE_SECONDS, BackgroundServer, bind
+
+        if self._runner is not None:
+            return self.base_url
+        sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.receiver, log_level="warning", lifespan="off", access_log=False
+            self.receiver,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=GRACE_SECONDS,
         )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [sock]},
-            daemon=True,
-            name="fluxclaw-callbacks",
-        )
-        self._thread.start()
-        end = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > end or not self._thread.is_alive():
-                raise RuntimeError("the callback server did not start")
-            time.sleep(0.01)
+        runner = BackgroundServer(config, sock, name="fluxclaw-callbacks")
+        runner.start(10, "the callback server")
+        self._runner = runner
         self.receiver.public_url = (self._public or self.base_url).rstrip("/")
         return self.base_url
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
+        if self._runner is not None:
+            self._runner.stop()
+            self._runner = None
 
     def __enter__(self) -> Self:
         self.start()

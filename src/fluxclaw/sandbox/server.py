@@ -1,20 +1,12 @@
 """Running the sandbox: in a background thread for tests and `--sandbox` modes, or in the
-foreground for `fluxclaw sandbox`.
-
-uvicorn is driven directly (not through `uvicorn.run`) so that the port is known before the
-server starts (port 0 works), start returns only once connections are accepted, stop takes
-milliseconds rather than uvicorn's fixed 0.1 s ticks, and no thread is left behind.
+foreground for `fluxclaw sandbox` (the thread and its quick stop are `fluxclaw.serving`'s).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import signal
-import socket
 import sys
 import threading
-import time
 from collections.abc import Mapping
 from types import FrameType, TracebackType
 from typing import Any, Final
@@ -25,9 +17,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from fluxclaw.sandbox import faults as faults_mod
 from fluxclaw.sandbox.app import ABORT_EXTENSION, create_app
 from fluxclaw.sandbox.state import MAX_PRICE_CENTS, SandboxConfig, SandboxState
+from fluxclaw.serving import GRACE_SECONDS, BackgroundServer, bind
 
 START_TIMEOUT: Final = 15.0
-GRACE_SECONDS: Final = 1
 
 
 class AbortableProtocol(HttpToolsProtocol):
@@ -42,73 +34,6 @@ class AbortableProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
         extensions[ABORT_EXTENSION] = self.transport.abort
-
-
-class _Server(uvicorn.Server):
-    """uvicorn.Server that wakes at once when asked to stop and drains connections quickly."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
-
-    async def main_loop(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        counter = 0
-        should_exit = await self.on_tick(counter)
-        while not should_exit:
-            counter = (counter + 1) % 864000
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 0.1)
-            should_exit = await self.on_tick(counter)
-
-    def request_exit(self) -> None:
-        """Thread-safe."""
-        self.should_exit = True
-        loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None:
-            with contextlib.suppress(RuntimeError):  # the loop may have closed already
-                loop.call_soon_threadsafe(wake.set)
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for server in self.servers:
-            server.close()
-        for sock in sockets or []:
-            sock.close()
-        for connection in list(self.server_state.connections):
-            connection.shutdown()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.config.timeout_graceful_shutdown or GRACE_SECONDS)
-        state = self.server_state
-        while (state.connections or state.tasks) and loop.time() < deadline:
-            await asyncio.sleep(0.005)
-        for task in list(state.tasks):
-            task.cancel()
-        for connection in list(state.connections):
-            transport = getattr(connection, "transport", None)
-            if transport is not None:
-                transport.abort()
-        for server in self.servers:
-            await server.wait_closed()
-        await self.lifespan.shutdown()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind(address)
-        sock.listen(2048)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 class SandboxServer:
@@ -150,14 +75,13 @@ class SandboxServer:
             seed=seed,
         )
         self.base_url = ""
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._runner: BackgroundServer | None = None
 
     def start(self) -> str:
         """Serve in a background thread; returns the base URL once connections are accepted."""
-        if self._thread is not None:
+        if self._runner is not None:
             return self.base_url
-        sock = _bind(self.host, self.port)
+        sock = bind(self.host, self.port)
         port = sock.getsockname()[1]
         config = uvicorn.Config(
             create_app(self.state),
@@ -170,38 +94,18 @@ class SandboxServer:
             timeout_graceful_shutdown=GRACE_SECONDS,
             timeout_keep_alive=30,
         )
-        server = _Server(config)
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                server.run(sockets=[sock])
-            except BaseException as error:  # reported to start() below
-                failure.append(error)
-
-        thread = threading.Thread(target=run, name=f"fluxclaw-sandbox-{port}", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                server.request_exit()
-                thread.join(2)
-                sock.close()
-                raise RuntimeError(f"the sandbox did not start: {failure[0] if failure else ''}")
-            time.sleep(0.002)
-        self._server, self._thread = server, thread
+        runner = BackgroundServer(config, sock, name=f"fluxclaw-sandbox-{port}")
+        runner.start(START_TIMEOUT, "the sandbox")
+        self._runner = runner
         self.port = port
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.base_url = f"http://{host}:{port}"
         return self.base_url
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        server.request_exit()
-        thread.join(GRACE_SECONDS + 10)
-        self._server = self._thread = None
+        if self._runner is not None:
+            self._runner.stop()
+            self._runner = None
 
     def __enter__(self) -> SandboxServer:
         self.start()
@@ -227,9 +131,9 @@ class SandboxServer:
             self.start()
             sys.stdout.write(self.base_url + "\n")
             sys.stdout.flush()
-            thread = self._thread
+            runner = self._runner
             while not stop.wait(0.5):
-                if thread is None or not thread.is_alive():
+                if runner is None or not runner.alive:
                     break
         finally:
             self.stop()
