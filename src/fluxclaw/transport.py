@@ -18,6 +18,7 @@ import random
 import re
 import ssl
 import time
+import urllib.request
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -331,12 +332,15 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def api_transport(limits: httpx.Limits | None = None) -> httpx.AsyncBaseTransport:
-    """aiohttp under httpx for the async API session: the same httpx interface (auth, no
-    redirects, our errors) at about 60% of httpcore's CPU per poll (bench/http_stacks.py)."""
-    from httpx_aiohttp import AiohttpTransport
+def api_transport(limits: httpx.Limits | None = None) -> httpx.AsyncBaseTransport | None:
+    """aiohttp's engine for the async API session (`fluxclaw.aio_transport`), or None for
+    httpx's own when the environment names a proxy: httpx honours HTTP(S)_PROXY and NO_PROXY
+    only for its own transport, and aiohttp's way (trust_env) would also read ~/.netrc."""
+    if urllib.request.getproxies():
+        return None
+    from fluxclaw.aio_transport import ApiTransport
 
-    return AiohttpTransport(verify=_ssl_context(), limits=limits or DEFAULT_LIMITS)
+    return ApiTransport(verify=_ssl_context(), limits=limits or DEFAULT_LIMITS)
 
 
 def plain_client(timeout: httpx.Timeout | float | None = None) -> httpx.Client:

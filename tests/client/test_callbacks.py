@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from typing import Any
 
 import httpx
+import pytest
 
 from fluxclaw import CallbackReceiver, CallbackServer, PollPolicy, TaskStatus
 
@@ -48,6 +50,27 @@ def test_wait_for_wakes_on_a_callback() -> None:
         assert receiver.wait_for(TASK, 5)
         assert time.monotonic() - started < 4  # woke by the callback, not the 5 s limit
         assert not receiver.wait_for("00000000-0000-0000-0000-000000000000", 0.01)
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_callback_server_on_ipv6_loopback_gives_a_working_url() -> None:
+    with CallbackServer(host="::1") as server:
+        assert server.base_url.startswith("http://[::1]:")
+        assert server.callback_url
+        body = {"id": TASK, "status": "completed"}
+        assert httpx.post(server.callback_url, json=body).status_code == 200
+        assert server.receiver.wait_for(TASK, 5)
+    with pytest.raises(httpx.ConnectError):  # stopped: nothing listens any more
+        httpx.post(server.callback_url, json=body)
 
 
 def test_wait_via_callback_instead_of_polling(make_client: Any, sandbox: Any) -> None:

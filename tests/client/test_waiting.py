@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import threading
 from typing import Any
 
 import httpx
@@ -74,19 +76,40 @@ def test_unknown_status_is_an_error_not_a_reason_to_poll(make_client: Any, sandb
     assert len(polls) == 1
 
 
-def test_no_answer_and_refused_connection_are_told_apart(make_client: Any, sandbox: Any) -> None:
-    """A silent server is a timeout and a closed port a network error, in both clients (the async
-    one runs on aiohttp, whose errors reach httpx all as ConnectTimeout)."""
+def answer_once_with(raw: bytes) -> socket.socket:
+    """A loopback server that answers each connection with `raw`, whatever it was asked."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):  # closed by the test
+            while True:
+                conn, _ = server.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(raw)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def test_no_answer_refused_connection_and_broken_answer_are_told_apart(make_client: Any) -> None:
+    """A silent server is a timeout; a closed port or a malformed answer a network error, in both
+    clients (the async one runs on aiohttp, whose errors reach httpx as ConnectTimeout or not at
+    all)."""
     quiet = socket.socket()
     quiet.bind(("127.0.0.1", 0))
     quiet.listen(8)  # accepts into the backlog, never answers
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+    broken = answer_once_with(b"HTTP/1.1 2OO NOT-A-STATUS\r\n\r\n")
     one_try = RetryPolicy(max_attempts=1)
     try:
         for sock, error, words in [
             (quiet, fluxclaw.TimeoutError, "timed out"),
             (closed, fluxclaw.NetworkError, "got no answer"),
+            (broken, fluxclaw.NetworkError, "got no answer"),
         ]:
             port = sock.getsockname()[1]
             client = make_client(
@@ -99,3 +122,23 @@ def test_no_answer_and_refused_connection_are_told_apart(make_client: Any, sandb
     finally:
         quiet.close()
         closed.close()
+        broken.close()
+
+
+def test_a_proxy_named_in_the_environment_carries_api_calls(
+    make_client: Any, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sandbox stands in for the proxy: the API host is a loopback port where nothing
+    # listens, so only a request that went through the proxy gets an answer.
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", sandbox.base_url)
+    nowhere = socket.socket()
+    nowhere.bind(("127.0.0.1", 0))  # reserved, never listening
+    try:
+        api = f"http://127.0.0.1:{nowhere.getsockname()[1]}"
+        client = make_client(base_url=api, retry=RetryPolicy(max_attempts=1))
+        assert "balance_cents" in client.balance()
+    finally:
+        nowhere.close()
+    assert any(r["path"] == "/api/v1/me/balance" for r in sandbox.requests())
