@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -30,6 +30,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from fluxclaw import contract
+
+if TYPE_CHECKING:
+    from fluxclaw.serving import BackgroundServer
 
 log = logging.getLogger("fluxclaw.callbacks")
 MAX_BODY = 256 * 1024
@@ -188,7 +191,7 @@ class CallbackServer:
         self.host = host
         self.port = port
         self._public = public_url
-        self._runner: Any = None  # a fluxclaw.serving.BackgroundServer once started
+        self._runner: BackgroundServer | None = None
 
     @property
     def base_url(self) -> str:

@@ -26,7 +26,6 @@ from fluxclaw.core import (
     HintSource,
     ImageSource,
     OnUpdate,
-    Wait,
     account_body,
     callback_for,
     split_sources,
@@ -463,7 +462,7 @@ class AsyncClient(_Base):
         while True:
             delay = wait.delay()
             if wait.listening and receiver is not None:
-                wait.hint_spent = await _wait_hint(receiver, wait, delay)
+                wait.hint_spent = await receiver.await_for(wait.task.id, delay)
             elif delay > 0:
                 await asyncio.sleep(delay)
             try:
@@ -565,10 +564,6 @@ async def _call(on_update: OnUpdate, status: TaskStatus) -> None:
     outcome = on_update(status)
     if inspect.isawaitable(outcome):
         await outcome
-
-
-async def _wait_hint(receiver: HintSource, wait: Wait, timeout: float) -> bool:
-    return await receiver.await_for(wait.task.id, timeout)
 
 
 __all__ = ["AsyncClient", "Client", "CreateOptions"]

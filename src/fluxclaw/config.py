@@ -21,6 +21,9 @@ ENV_CONFIG = "FLUXCLAW_CONFIG"
 # Where images go when an agent runs fluxclaw (skill or MCP): inside its workspace, where
 # OpenClaw accepts MEDIA: paths.
 AGENT_OUTPUT_DIR = "generated/fluxclaw"
+# How long an agent's tool call waits before answering with the task id (resumable): under
+# OpenClaw's suggested requestTimeoutMs of 300000.
+AGENT_WAIT_TIMEOUT = 240.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol, TypedDict
 
 from fluxclaw import contract, errors, files
@@ -28,7 +29,7 @@ from fluxclaw.models import (
     parse_task,
     result_from,
 )
-from fluxclaw.polling import DurationStats, Plan, PollPolicy, PollSchedule, Preset
+from fluxclaw.polling import DurationStats, PollPolicy, PollSchedule, Preset
 from fluxclaw.pricing import CostEstimate, estimate_cost
 from fluxclaw.transport import Call, Reply, RetryPolicy
 
@@ -289,7 +290,7 @@ class Wait:
         )
         if task.started is None or task.status in contract.TERMINAL_STATUSES:
             # Resumed, or replayed after it ended: it may have finished long ago, so ask at once.
-            plan = Plan(first=0.0, near=plan.near, late_after=plan.late_after, cap=plan.cap)
+            plan = replace(plan, first=0.0, polls=())
         self.schedule = PollSchedule(
             core.poll,
             plan,

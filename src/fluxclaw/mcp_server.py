@@ -21,10 +21,10 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import Field
 
-from fluxclaw import contract, errors, files
+from fluxclaw import contract, errors, files, transport
 from fluxclaw._version import __version__
 from fluxclaw.client import AsyncClient
-from fluxclaw.config import AGENT_OUTPUT_DIR
+from fluxclaw.config import AGENT_OUTPUT_DIR, AGENT_WAIT_TIMEOUT, ENV_API_KEY
 from fluxclaw.core import CreateOptions
 from fluxclaw.models import Result, Task, TaskStatus, result_from
 from fluxclaw.polling import PollPolicy
@@ -32,7 +32,6 @@ from fluxclaw.pricing import estimate_cost
 
 log = logging.getLogger("fluxclaw.mcp")
 
-DEFAULT_TIMEOUT = 240.0  # under OpenClaw's suggested requestTimeoutMs of 300000
 THUMBNAIL_PX = 256
 
 INSTRUCTIONS = (
@@ -72,7 +71,7 @@ class FluxclawTools:
         client: AsyncClient,
         output_dir: Path,
         *,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = AGENT_WAIT_TIMEOUT,
         secrets: Sequence[str | None] = (),
     ) -> None:
         self.client = client
@@ -257,11 +256,7 @@ class FluxclawTools:
         ]
         content: list[ContentBlock] = [TextContent(text="\n".join(lines))]
         content += [_thumbnail(path) for path in saved]
-        data = {
-            **result.to_dict(),
-            "paths": [str(path) for path in saved],
-            "cost_usd": result.cost_usd,
-        }
+        data = {**result.to_dict(), "paths": [str(path) for path in saved]}
         return CallToolResult(content=content, structured_content=data)
 
     def _already_saved(self, result: Result) -> list[Path] | None:
@@ -271,7 +266,7 @@ class FluxclawTools:
         for base, _ in targets:
             matches = [
                 base.with_name(base.name + suffix)
-                for suffix in (".png", ".jpg", ".jpeg", ".webp")
+                for suffix in files.EXTENSIONS
                 if base.with_name(base.name + suffix).is_file()
             ]
             if not matches:
@@ -291,7 +286,7 @@ class FluxclawTools:
 
     def _scrub(self, text: str) -> str:
         for secret in self.secrets:
-            text = text.replace(secret, "***")
+            text = transport.redact(text, secret)
         return " ".join(text.split())
 
 
@@ -344,7 +339,7 @@ async def serve(
     *,
     poll: PollPolicy | None = None,
     output_dir: str | os.PathLike[str] = AGENT_OUTPUT_DIR,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float = AGENT_WAIT_TIMEOUT,
 ) -> None:
     """Serve over stdin/stdout until the client disconnects."""
     async with AsyncClient(api_key=api_key, base_url=base_url, poll=poll) as client:
@@ -352,7 +347,7 @@ async def serve(
             client,
             Path(output_dir).expanduser().resolve(),
             timeout=timeout,
-            secrets=[api_key, os.environ.get("RUNAPI_API_KEY")],
+            secrets=[api_key, os.environ.get(ENV_API_KEY)],
         )
         await build_server(tools).run_stdio_async()
 

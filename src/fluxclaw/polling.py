@@ -161,11 +161,6 @@ class DurationStats:
                 (seconds, max(0.0, width))
             )
 
-    def samples(self, key: tuple[str, str]) -> list[float]:
-        """Bracketed durations, sorted."""
-        with self._lock:
-            return sorted(seconds for seconds, _ in self._records.get(key, ()))
-
     def fit(self, key: tuple[str, str], prior: float) -> tuple[float, float]:
         """(median, sigma) of a lognormal fitted to what was seen; the prior until enough is."""
         p = self.policy

@@ -76,7 +76,7 @@ def test_unknown_status_is_an_error_not_a_reason_to_poll(make_client: Any, sandb
     assert len(polls) == 1
 
 
-def answer_once_with(raw: bytes) -> socket.socket:
+def answering_with(raw: bytes) -> socket.socket:
     """A loopback server that answers each connection with `raw`, whatever it was asked."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -103,7 +103,7 @@ def test_no_answer_refused_connection_and_broken_answer_are_told_apart(make_clie
     quiet.listen(8)  # accepts into the backlog, never answers
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
-    broken = answer_once_with(b"HTTP/1.1 2OO NOT-A-STATUS\r\n\r\n")
+    broken = answering_with(b"HTTP/1.1 2OO NOT-A-STATUS\r\n\r\n")
     one_try = RetryPolicy(max_attempts=1)
     try:
         for sock, error, words in [

@@ -10,7 +10,7 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
@@ -79,7 +79,7 @@ def setup_debug_logging(secret: str | None) -> None:
     logger.addHandler(handler)
 
 
-def fail(message: str, code: int = contract.EXIT_OTHER) -> None:
+def fail(message: str, code: int = contract.EXIT_OTHER) -> NoReturn:
     """Exit with one line on stderr."""
     click.echo(f"error: {message}", err=True)
     sys.exit(code)

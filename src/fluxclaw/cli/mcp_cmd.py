@@ -13,10 +13,7 @@ import click
 
 from fluxclaw import contract
 from fluxclaw.cli.common import Redactor, connection_options, fail, handle_errors
-from fluxclaw.config import AGENT_OUTPUT_DIR
-
-# Here rather than in fluxclaw.mcp_server, so `--help` works without the MCP SDK installed.
-DEFAULT_TIMEOUT = 240.0  # under OpenClaw's suggested requestTimeoutMs of 300000
+from fluxclaw.config import AGENT_OUTPUT_DIR, AGENT_WAIT_TIMEOUT
 
 
 @click.command()
@@ -30,7 +27,7 @@ DEFAULT_TIMEOUT = 240.0  # under OpenClaw's suggested requestTimeoutMs of 300000
 @click.option(
     "--timeout",
     type=click.FloatRange(min=1),
-    default=DEFAULT_TIMEOUT,
+    default=AGENT_WAIT_TIMEOUT,
     show_default=True,
     help="Seconds a tool waits for a task before answering with its id (resumable).",
 )

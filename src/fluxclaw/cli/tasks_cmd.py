@@ -85,7 +85,6 @@ def endpoint(
         setup_debug_logging(settings.api_key)
     if not settings.api_key:
         fail(NO_KEY, contract.EXIT_AUTH)
-    assert settings.api_key  # fail() exits
     scale = _positive_env(TIME_SCALE_ENV, 1.0)
     yield settings.api_key, settings.base_url, PollPolicy(time_scale=scale)
 
