@@ -13,6 +13,8 @@ import inspect
 import os
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, Unpack
 
@@ -30,7 +32,7 @@ from fluxclaw.core import (
     callback_for,
     split_sources,
 )
-from fluxclaw.models import Result, Task, TaskRequest, TaskStatus
+from fluxclaw.models import Image, Result, Task, TaskRequest, TaskStatus
 from fluxclaw.polling import DurationStats, PollPolicy, Preset
 from fluxclaw.pricing import CostEstimate
 from fluxclaw.transport import (
@@ -43,6 +45,15 @@ from fluxclaw.transport import (
 )
 
 Dest = str | os.PathLike[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A checked request whose local source images are read but not uploaded yet."""
+
+    request: TaskRequest
+    options: CreateOptions
+    local: Mapping[int, tuple[bytes, str]]
 
 
 class _Base:
@@ -97,14 +108,57 @@ class _Base:
         (`prices={"max": {"1k": ...}}`)."""
         return self._core.estimate(model, resolution, count, action)
 
-    def _remix_request(
-        self, prompt: str, images: Sequence[ImageSource], options: CreateOptions
-    ) -> tuple[list[str], dict[int, tuple[bytes, str]]]:
-        """Check everything, local files included, before the first upload or create."""
-        urls, local = split_sources(images)
-        self._core.build_request("remix_image", prompt, options, urls)
+    def draft(
+        self,
+        action: contract.Action,
+        prompt: str,
+        images: Sequence[ImageSource] = (),
+        options: CreateOptions | None = None,
+    ) -> Draft:
+        """Check everything, local files included, before the first upload or create; no I/O
+        but reading local files. `prepare` uploads them, `submit` sends the create."""
+        options = options or {}
+        urls, local = split_sources(images) if action == "remix_image" else ([], {})
+        request = self._core.build_request(
+            action, prompt, options, urls if action == "remix_image" else None
+        )
         self._core.check_create(options)
-        return urls, local
+        return Draft(request, options, local)
+
+    def _save_plan(
+        self,
+        result: Result,
+        dest: Dest,
+        format: files.ImageFormat | None,
+        stem: str | None,
+        target: files.Target | None,
+    ) -> list[tuple[Image, Path, files.ImageFormat | None]]:
+        """Each image with its path: the target's, else `dest` checked (after paying, an
+        existing file is not refused: `store` numbers the new one instead)."""
+        target = target or files.check_target(dest, format, overwrite=True)
+        paths = target.paths(len(result.images), stem or result.task_id)
+        return [(image, p, f) for image, (p, f) in zip(result.images, paths, strict=True)]
+
+    def _store(
+        self,
+        data: bytes,
+        image: Image,
+        path: Path,
+        fmt: files.ImageFormat | None,
+        quality: int | None,
+        sidecar: bool,
+        overwrite: bool,
+    ) -> files.SavedImage:
+        return files.store(
+            data,
+            path,
+            fmt=fmt,
+            quality=quality,
+            metadata=image.metadata,
+            sidecar=sidecar,
+            url=image.url,
+            overwrite=overwrite,
+        )
 
 
 class Client(_Base):
@@ -189,8 +243,8 @@ class Client(_Base):
         self, prompt: str, *, on_update: OnUpdate | None = None, **options: Unpack[CreateOptions]
     ) -> Task:
         """Create a text-to-image task and return its handle at once."""
-        request = self._core.build_request("text_to_image", prompt, options)
-        return self._create(request, options, on_update)
+        draft = self.draft("text_to_image", prompt, (), options)
+        return self._create(draft.request, options, on_update)
 
     def submit_remix(
         self,
@@ -201,11 +255,27 @@ class Client(_Base):
         **options: Unpack[CreateOptions],
     ) -> Task:
         """Create a remix task (uploading local images first) and return its handle at once."""
-        urls, local = self._remix_request(prompt, images, options)
-        for index, (data, name) in local.items():
-            urls[index] = self._upload(data, name)
-        request = self._core.build_request("remix_image", prompt, options, urls)
+        request = self.prepare(self.draft("remix_image", prompt, images, options))
         return self._create(request, options, on_update)
+
+    def prepare(self, draft: Draft) -> TaskRequest:
+        """The draft's request with its local images uploaded (temporary URLs, 1 hour)."""
+        if not draft.local:
+            return draft.request
+        urls = list(draft.request.body["source_image_urls"])
+        for index, (data, name) in draft.local.items():
+            urls[index] = self._upload(data, name)
+        return self._core.build_request("remix_image", draft.request.prompt, draft.options, urls)
+
+    def submit(
+        self,
+        request: TaskRequest,
+        *,
+        idempotency_key: str | None = None,
+        on_update: OnUpdate | None = None,
+    ) -> Task:
+        """Send a prepared request; the same request and key again replay the same task."""
+        return self._create(request, {"idempotency_key": idempotency_key}, on_update)
 
     def get(self, task: str | Task, *, action: contract.Action | None = None) -> TaskStatus:
         """One status answer for a task, without waiting."""
@@ -249,7 +319,7 @@ class Client(_Base):
             if on_update is not None:
                 on_update(status)
             if result is not None:
-                return result
+                return replace(result, client=self)
             wait.after_update(status)
 
     def _create(
@@ -287,14 +357,18 @@ class Client(_Base):
         format: files.ImageFormat | None = None,
         quality: int | None = None,
         sidecar: bool = True,
+        stem: str | None = None,
+        overwrite: bool = False,
+        target: files.Target | None = None,
     ) -> list[files.SavedImage]:
         """Download a result's images (pooled, key-free connection) into a folder or file name.
 
-        A folder gets <task id>[-n].<ext>; a name like `cat.webp` picks the format too.
+        A folder gets <stem>[-n].<ext> (the stem defaults to the task id); a name like
+        `cat.webp` picks the format too. An existing file is kept unless `overwrite`: a
+        different image gets the next free numbered name.
         """
-        targets = files.target_paths(dest, len(result.images), result.task_id, format)
         saved = []
-        for image, (path, fmt) in zip(result.images, targets, strict=True):
+        for image, path, fmt in self._save_plan(result, dest, format, stem, target):
             data = files.download(
                 self._plain,
                 image.url,
@@ -302,17 +376,7 @@ class Client(_Base):
                 policy=self._core.retry,
                 task_id=result.task_id,
             )
-            saved.append(
-                files.store(
-                    data,
-                    path,
-                    fmt=fmt,
-                    quality=quality,
-                    metadata=image.metadata,
-                    sidecar=sidecar,
-                    url=image.url,
-                )
-            )
+            saved.append(self._store(data, image, path, fmt, quality, sidecar, overwrite))
         return saved
 
     # -- money and account ---------------------------------------------------------------------
@@ -423,8 +487,8 @@ class AsyncClient(_Base):
     async def submit_generate(
         self, prompt: str, *, on_update: OnUpdate | None = None, **options: Unpack[CreateOptions]
     ) -> Task:
-        request = self._core.build_request("text_to_image", prompt, options)
-        return await self._create(request, options, on_update)
+        draft = self.draft("text_to_image", prompt, (), options)
+        return await self._create(draft.request, options, on_update)
 
     async def submit_remix(
         self,
@@ -434,11 +498,25 @@ class AsyncClient(_Base):
         on_update: OnUpdate | None = None,
         **options: Unpack[CreateOptions],
     ) -> Task:
-        urls, local = self._remix_request(prompt, images, options)
-        for index, (data, name) in local.items():
-            urls[index] = await self._upload(data, name)
-        request = self._core.build_request("remix_image", prompt, options, urls)
+        request = await self.prepare(self.draft("remix_image", prompt, images, options))
         return await self._create(request, options, on_update)
+
+    async def prepare(self, draft: Draft) -> TaskRequest:
+        if not draft.local:
+            return draft.request
+        urls = list(draft.request.body["source_image_urls"])
+        for index, (data, name) in draft.local.items():
+            urls[index] = await self._upload(data, name)
+        return self._core.build_request("remix_image", draft.request.prompt, draft.options, urls)
+
+    async def submit(
+        self,
+        request: TaskRequest,
+        *,
+        idempotency_key: str | None = None,
+        on_update: OnUpdate | None = None,
+    ) -> Task:
+        return await self._create(request, {"idempotency_key": idempotency_key}, on_update)
 
     async def get(self, task: str | Task, *, action: contract.Action | None = None) -> TaskStatus:
         wait = self._core.waiter(task, action, None, None, None)
@@ -477,7 +555,7 @@ class AsyncClient(_Base):
             if on_update is not None:
                 await _call(on_update, status)
             if result is not None:
-                return result
+                return replace(result, client=self)
             wait.after_update(status)
 
     async def _create(
@@ -512,10 +590,12 @@ class AsyncClient(_Base):
         format: files.ImageFormat | None = None,
         quality: int | None = None,
         sidecar: bool = True,
+        stem: str | None = None,
+        overwrite: bool = False,
+        target: files.Target | None = None,
     ) -> list[files.SavedImage]:
-        targets = files.target_paths(dest, len(result.images), result.task_id, format)
         saved = []
-        for image, (path, fmt) in zip(result.images, targets, strict=True):
+        for image, path, fmt in self._save_plan(result, dest, format, stem, target):
             data = await files.adownload(
                 self._plain,
                 image.url,
@@ -523,15 +603,10 @@ class AsyncClient(_Base):
                 policy=self._core.retry,
                 task_id=result.task_id,
             )
+            # Pillow's work (metadata, conversion) runs off the event loop.
             saved.append(
-                files.store(
-                    data,
-                    path,
-                    fmt=fmt,
-                    quality=quality,
-                    metadata=image.metadata,
-                    sidecar=sidecar,
-                    url=image.url,
+                await asyncio.to_thread(
+                    self._store, data, image, path, fmt, quality, sidecar, overwrite
                 )
             )
         return saved
@@ -566,4 +641,4 @@ async def _call(on_update: OnUpdate, status: TaskStatus) -> None:
         await outcome
 
 
-__all__ = ["AsyncClient", "Client", "CreateOptions"]
+__all__ = ["AsyncClient", "Client", "CreateOptions", "Draft"]

@@ -128,6 +128,13 @@ class DownloadError(FluxclawError):
     default_code = "download_failed"
 
 
+class NotSavedError(FluxclawError):
+    """The task is paid for but its images could not be saved; the message says how to save
+    them (its id is enough)."""
+
+    default_code = "not_saved"
+
+
 def for_status(status: int) -> type[FluxclawError]:
     """The error class for an HTTP status code."""
     if status == 401 or status == 403:

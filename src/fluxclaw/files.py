@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import struct
 import tempfile
 import time
@@ -203,6 +204,103 @@ def _short(url: str) -> str:
 # Writing
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a job's images go: a folder (names made from a stem) or a file name the user gave.
+
+    Checked by `check_target` before anything is paid for, and kept in the history so a resumed
+    task saves exactly where the original run would have.
+    """
+
+    folder: Path
+    name: str | None = None
+    format: ImageFormat | None = None
+    overwrite: bool = False
+
+    def paths(self, count: int, stem: str) -> list[tuple[Path, ImageFormat | None]]:
+        """`count` paths: <stem>[-i] in the folder (suffix added on save), or the file name,
+        numbered when there are several."""
+        out: list[tuple[Path, ImageFormat | None]] = []
+        for index in range(count):
+            number = f"-{index + 1}" if count > 1 else ""
+            if self.name is None:
+                out.append((self.folder / f"{stem}{number}", self.format))
+            else:
+                named = Path(self.name)
+                chosen = self.format or EXTENSIONS[named.suffix.lower()]
+                out.append((self.folder / f"{named.stem}{number}{SUFFIX[chosen]}", chosen))
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "folder": str(self.folder),
+            "name": self.name,
+            "format": self.format,
+            "overwrite": self.overwrite,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Target:
+        fmt = data.get("format")
+        return cls(
+            folder=Path(str(data["folder"])),
+            name=data.get("name") or None,
+            format=fmt if fmt in FORMATS else None,
+            overwrite=bool(data.get("overwrite")),
+        )
+
+
+# A last suffix like these names a file; one that is not an image format fluxclaw writes is
+# refused instead of silently becoming a folder (`-o pic.gif`). Longer or odd suffixes
+# (`out.v2`, `shots.2026`) are folders.
+_FILE_SUFFIX = re.compile(r"^\.[A-Za-z]{1,5}$")
+
+
+def check_target(
+    dest: str | os.PathLike[str] | None, fmt: ImageFormat | None = None, *, overwrite: bool = False
+) -> Target:
+    """The output target, checked before any money is spent: a path under a file, a folder we
+    cannot write or an unknown image suffix is a `ValidationError`, and so is an existing file
+    named explicitly (unless `overwrite`). Creates nothing."""
+    path = Path(os.path.abspath(Path(dest).expanduser())) if dest is not None else Path.cwd()
+    text = os.fspath(dest) if dest is not None else ""
+    folder_named = (
+        dest is None
+        or path.is_dir()
+        or text.endswith(("/", os.sep))
+        or not _FILE_SUFFIX.match(path.suffix)
+    )
+    if not folder_named and path.suffix.lower() not in EXTENSIONS:
+        raise _bad_output(
+            f"-o {text} ends in {path.suffix}, which is not an image format fluxclaw saves; "
+            "use .png, .jpg, .jpeg or .webp, or end the path with / for a folder."
+        )
+    folder = path if folder_named else path.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise _bad_output(
+            f"cannot save under {folder}: {existing} is a file, not a folder; choose another -o."
+        )
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise _bad_output(
+            f"cannot write into {existing} ({exc.strerror or exc}); choose another -o."
+        ) from None
+    if not folder_named and path.exists() and not overwrite:
+        raise _bad_output(
+            f"{path} already exists; pass --force to overwrite it, or choose another name."
+        )
+    return Target(folder, None if folder_named else path.name, fmt, overwrite)
+
+
+def _bad_output(message: str) -> errors.ValidationError:
+    return errors.ValidationError(message, errors={"output": [message]})
+
+
 def target_paths(
     dest: str | os.PathLike[str] | None, count: int, stem: str, fmt: ImageFormat | None
 ) -> list[tuple[Path, ImageFormat | None]]:
@@ -210,22 +308,19 @@ def target_paths(
 
     A file name's suffix picks the format when none is given (`cat.webp` converts to WebP).
     """
-    path = Path(dest) if dest is not None else Path.cwd()
-    is_dir = (
-        dest is None
-        or path.is_dir()
-        or str(dest).endswith(("/", os.sep))
-        or path.suffix.lower() not in EXTENSIONS
-    )
-    out: list[tuple[Path, ImageFormat | None]] = []
-    for index in range(count):
-        suffix = f"-{index + 1}" if count > 1 else ""
-        if is_dir:
-            out.append((path / f"{stem}{suffix}", fmt))
-        else:
-            chosen = fmt or EXTENSIONS[path.suffix.lower()]
-            out.append((path.with_name(f"{path.stem}{suffix}{SUFFIX[chosen]}"), chosen))
-    return out
+    return check_target(dest, fmt, overwrite=True).paths(count, stem)
+
+
+def slug(prompt: str, words: int = 6) -> str:
+    found = re.findall(r"[a-z0-9]+", prompt.lower())
+    return "-".join(found[:words])[:48] or "image"
+
+
+def stem_for(created_at: float, prompt: str, task_id: str) -> str:
+    """<local time>-<prompt slug>-<task id prefix>: sorts by time, says what it is, and is the
+    same whenever a task's images are saved (the time is the job's, not the save's)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(created_at))
+    return f"{stamp}-{slug(prompt)}-{task_id[:8]}"
 
 
 def store(
@@ -237,16 +332,19 @@ def store(
     metadata: Mapping[str, Any] | None = None,
     sidecar: bool = True,
     url: str = "",
+    overwrite: bool = False,
 ) -> SavedImage:
     """Write one image atomically, converted if asked, with provenance inside and beside it.
 
-    `path` gets the format's suffix if it has no image suffix yet.
+    `path` gets the format's suffix if it has no image suffix yet. An existing file is never
+    replaced unless `overwrite`: the same image is kept as it is, another gets a numbered name.
     """
     from PIL import Image as PILImage
 
     source = sniff(data)
     if source is None:
         raise errors.DownloadError(f"{_short(url) or 'data'} is not a PNG, JPEG or WebP image")
+    check_pixels(data, url)
     target = fmt or source
     if path.suffix.lower() not in EXTENSIONS:
         path = path.with_name(path.name + SUFFIX[target])
@@ -265,8 +363,11 @@ def store(
     with PILImage.open(io.BytesIO(output)) as image:
         width, height = image.size
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, output)
     digest = hashlib.sha256(output).hexdigest()
+    if not overwrite and path.exists():
+        path = _free_name(path, digest)
+    if not (path.is_file() and _sha256(path) == digest):
+        atomic_write(path, output)
     side: Path | None = None
     if sidecar:
         side = path.with_name(path.name + ".json")
@@ -283,6 +384,45 @@ def store(
         }
         atomic_write(side, (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode())
     return SavedImage(path, side, target, width, height, len(output), digest, url)
+
+
+def _free_name(path: Path, digest: str) -> Path:
+    """`path` if it already holds this very image, else the first free `<stem>-N<suffix>`."""
+    if path.is_file() and _sha256(path) == digest:
+        return path
+    for number in range(2, 10_000):
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+        if not candidate.exists() or (candidate.is_file() and _sha256(candidate) == digest):
+            return candidate
+    raise errors.ValidationError(f"no free file name next to {path}")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# Flux 2 makes about 4 MP (2k); anything far beyond is refused before it is decoded, so a
+# hostile or broken answer cannot make a conversion or thumbnail take gigabytes.
+MAX_PIXELS = 40_000_000
+
+
+def check_pixels(data: bytes, url: str = "") -> tuple[int, int]:
+    """Width and height from the image header, refused above MAX_PIXELS (nothing decoded)."""
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Exception as exc:  # Pillow raises many kinds for a broken header
+        raise errors.DownloadError(
+            f"{_short(url) or 'data'} is not a readable image ({type(exc).__name__})"
+        ) from None
+    if width * height > MAX_PIXELS:
+        raise errors.DownloadError(
+            f"{_short(url) or 'image'} declares {width}x{height} pixels, more than the "
+            f"{MAX_PIXELS:,} fluxclaw accepts (Flux 2 makes about 4 million)"
+        )
+    return width, height
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -1,8 +1,10 @@
 """A local SQLite log of every task, so a paid result is never lost and old work is searchable.
 
-A row is written before the create request goes out (with its idempotency key), then updated as
-the task moves; an interrupted run therefore leaves a row that `fluxclaw wait` can finish. The API
-key is never stored: rows hold only prompts, parameters, ids, statuses, costs, URLs and paths.
+A row is written before the create request goes out (with its idempotency key, base URL and the
+whole job), then updated as the task moves; an interrupted run therefore leaves a row that
+`fluxclaw resume` can finish. The schema grows by numbered migrations (`_migrations`), so a file
+written by an older release keeps working. It also keeps the generation times each base URL
+showed, so a fresh process polls like a warm one. The API key is never stored.
 """
 
 from __future__ import annotations
@@ -11,32 +13,113 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (
-    id INTEGER PRIMARY KEY,
-    task_id TEXT UNIQUE,
-    idempotency_key TEXT,
-    action TEXT NOT NULL,
-    model TEXT NOT NULL,
-    prompt TEXT NOT NULL,
-    params TEXT NOT NULL DEFAULT '{}',
-    status TEXT NOT NULL,
-    cost REAL,
-    error TEXT,
-    urls TEXT NOT NULL DEFAULT '[]',
-    paths TEXT NOT NULL DEFAULT '[]',
-    base_url TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created_at);
-"""
+# Rows in these states may still become a paid image: `resume` finishes them.
+UNFINISHED = frozenset(
+    {
+        "submitting",
+        "unanswered",
+        "pending",
+        "processing",
+        "interrupted",
+        "timeout",
+        "error",
+        "unsaved",
+    }
+)
+
+
+def _m001_tasks() -> list[str]:
+    """The first release's table (kept as it was, so its files need nothing done)."""
+    return [
+        """
+        CREATE TABLE IF NOT EXISTS tasks (
+            id INTEGER PRIMARY KEY,
+            task_id TEXT UNIQUE,
+            idempotency_key TEXT,
+            action TEXT NOT NULL,
+            model TEXT NOT NULL,
+            prompt TEXT NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL,
+            cost REAL,
+            error TEXT,
+            urls TEXT NOT NULL DEFAULT '[]',
+            paths TEXT NOT NULL DEFAULT '[]',
+            base_url TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS tasks_created ON tasks(created_at)",
+    ]
+
+
+def _m002_jobs() -> list[str]:
+    """What resuming needs: the create body as sent, the job (output, format, naming), and
+    whether the task lived in a one-run sandbox."""
+    return [
+        "ALTER TABLE tasks ADD COLUMN request TEXT",
+        "ALTER TABLE tasks ADD COLUMN job TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE tasks ADD COLUMN sandbox INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX IF NOT EXISTS tasks_key ON tasks(idempotency_key)",
+        "CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status)",
+    ]
+
+
+def _m003_durations() -> list[str]:
+    """Generation times learned per (base URL, model, resolution)."""
+    return [
+        """
+        CREATE TABLE IF NOT EXISTS durations (
+            base_url TEXT NOT NULL,
+            model TEXT NOT NULL,
+            resolution TEXT NOT NULL,
+            data TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (base_url, model, resolution)
+        )"""
+    ]
+
+
+MIGRATIONS: tuple[Callable[[], list[str]], ...] = (
+    _m001_tasks,
+    _m002_jobs,
+    _m003_durations,
+)
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Apply the migrations this file has not seen, in order, each once, in one write
+    transaction (two processes opening an old file at once do not both migrate it)."""
+    level = db.isolation_level
+    db.isolation_level = None
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)"
+            )
+            done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+            for step in MIGRATIONS:
+                if step.__name__ in done:
+                    continue
+                for statement in step():
+                    db.execute(statement)
+                db.execute(
+                    "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                    (step.__name__, time.time()),
+                )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    finally:
+        db.isolation_level = level
 
 
 def default_path() -> Path:
@@ -66,6 +149,13 @@ class Entry:
     paths: list[str] = field(default_factory=list)
     base_url: str | None = None
     idempotency_key: str | None = None
+    request: dict[str, Any] | None = None
+    job: dict[str, Any] = field(default_factory=dict)
+    sandbox: bool = False
+
+    @property
+    def unfinished(self) -> bool:
+        return self.status in UNFINISHED
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -80,6 +170,8 @@ class Entry:
             "urls": self.urls,
             "paths": self.paths,
             "base_url": self.base_url,
+            "idempotency_key": self.idempotency_key,
+            "sandbox": self.sandbox,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -88,16 +180,24 @@ class Entry:
 class History:
     """Open-per-call access to the history file; cheap enough for a CLI, safe across processes."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or default_path()
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self._migrated = False
+
+    def __repr__(self) -> str:
+        return f"History({str(self.path)!r})"
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self._migrated:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(sqlite3.connect(self.path, timeout=10)) as db:
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+            if not self._migrated:
+                db.execute("PRAGMA journal_mode=WAL")
+                migrate(db)
+                _private(self.path)
+                self._migrated = True
             with db:
                 yield db
 
@@ -110,14 +210,30 @@ class History:
         params: Mapping[str, Any],
         idempotency_key: str | None,
         base_url: str | None,
+        job: Mapping[str, Any] | None = None,
+        sandbox: bool = False,
+        task_id: str | None = None,
     ) -> int:
         """Record a task about to be created; returns the row id to update later."""
         now = time.time()
-        row = (idempotency_key, action, model, prompt, json.dumps(dict(params)), base_url, now, now)
+        row = (
+            task_id,
+            idempotency_key,
+            action,
+            model,
+            prompt,
+            json.dumps(dict(params)),
+            base_url,
+            json.dumps(dict(job or {})),
+            int(sandbox),
+            now,
+            now,
+        )
         with self._db() as db:
             cursor = db.execute(
-                "INSERT INTO tasks (idempotency_key, action, model, prompt, params, status,"
-                " base_url, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'submitting', ?, ?, ?)",
+                "INSERT INTO tasks (task_id, idempotency_key, action, model, prompt, params,"
+                " status, base_url, job, sandbox, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'submitting', ?, ?, ?, ?, ?)",
                 row,
             )
             return int(cursor.lastrowid or 0)
@@ -132,6 +248,8 @@ class History:
         error: str | None = None,
         urls: Sequence[str] | None = None,
         paths: Sequence[str] | None = None,
+        request: Mapping[str, Any] | None = None,
+        clear_error: bool = False,
     ) -> None:
         values: dict[str, Any] = {"updated_at": time.time()}
         if task_id is not None:
@@ -140,20 +258,43 @@ class History:
             values["status"] = status
         if cost is not None:
             values["cost"] = cost
-        if error is not None:
+        if error is not None or clear_error:
             values["error"] = error
         if urls is not None:
             values["urls"] = json.dumps(list(urls))
         if paths is not None:
             values["paths"] = json.dumps(list(paths))
+        if request is not None:
+            values["request"] = json.dumps(dict(request))
         assignments = ", ".join(f"{name} = ?" for name in values)
         with self._db() as db:
             db.execute(f"UPDATE tasks SET {assignments} WHERE id = ?", (*values.values(), row))
 
-    def find(self, task_id: str) -> Entry | None:
+    def get(self, row: int) -> Entry | None:
         with self._db() as db:
-            found = db.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+            found = db.execute("SELECT * FROM tasks WHERE id = ?", (row,)).fetchone()
         return None if found is None else _entry(found)
+
+    def find(self, ref: str) -> Entry | None:
+        """The row of a task id, or of an idempotency key (a create that got no answer)."""
+        ref = ref.strip()
+        with self._db() as db:
+            found = db.execute(
+                "SELECT * FROM tasks WHERE task_id = ? OR idempotency_key = ?"
+                " ORDER BY task_id IS NULL, id DESC LIMIT 1",
+                (ref, ref),
+            ).fetchone()
+        return None if found is None else _entry(found)
+
+    def unfinished(self, *, limit: int = 100) -> list[Entry]:
+        """Rows that may still become a paid image, oldest first."""
+        marks = ", ".join("?" for _ in UNFINISHED)
+        with self._db() as db:
+            rows = db.execute(
+                f"SELECT * FROM tasks WHERE status IN ({marks}) ORDER BY id LIMIT ?",
+                (*sorted(UNFINISHED), limit),
+            ).fetchall()
+        return [_entry(row) for row in rows]
 
     def search(self, text: str | None = None, *, limit: int = 20) -> list[Entry]:
         """Newest first; `text` matches the prompt, task id, model or status."""
@@ -168,8 +309,42 @@ class History:
         with self._db() as db:
             return [_entry(row) for row in db.execute(query, args).fetchall()]
 
+    # -- generation times ----------------------------------------------------------------------
+
+    def load_durations(self, base_url: str, model: str, resolution: str) -> dict[str, Any] | None:
+        with self._db() as db:
+            found = db.execute(
+                "SELECT data FROM durations WHERE base_url = ? AND model = ? AND resolution = ?",
+                (base_url, model, resolution),
+            ).fetchone()
+        if found is None:
+            return None
+        try:
+            data = json.loads(found["data"])
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def save_durations(
+        self, base_url: str, model: str, resolution: str, data: Mapping[str, Any]
+    ) -> None:
+        with self._db() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO durations (base_url, model, resolution, data, updated_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (base_url, model, resolution, json.dumps(dict(data)), time.time()),
+            )
+
+
+def _private(path: Path) -> None:
+    """Prompts are the user's own: the file is readable by its owner only."""
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with suppress(OSError):
+            os.chmod(name, 0o600)
+
 
 def _entry(row: sqlite3.Row) -> Entry:
+    request = row["request"]
     return Entry(
         id=row["id"],
         task_id=row["task_id"],
@@ -186,4 +361,7 @@ def _entry(row: sqlite3.Row) -> Entry:
         paths=json.loads(row["paths"]),
         base_url=row["base_url"],
         idempotency_key=row["idempotency_key"],
+        request=json.loads(request) if request else None,
+        job=json.loads(row["job"] or "{}"),
+        sandbox=bool(row["sandbox"]),
     )

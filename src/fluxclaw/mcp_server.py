@@ -21,12 +21,12 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import Field
 
-from fluxclaw import contract, errors, files, transport
+from fluxclaw import contract, errors, jobs, transport
 from fluxclaw._version import __version__
 from fluxclaw.client import AsyncClient
 from fluxclaw.config import AGENT_OUTPUT_DIR, AGENT_WAIT_TIMEOUT, ENV_API_KEY
-from fluxclaw.core import CreateOptions
-from fluxclaw.models import Result, Task, TaskStatus, result_from
+from fluxclaw.history import History
+from fluxclaw.models import TaskStatus
 from fluxclaw.polling import PollPolicy
 from fluxclaw.pricing import estimate_cost
 
@@ -73,13 +73,16 @@ class FluxclawTools:
         *,
         timeout: float = AGENT_WAIT_TIMEOUT,
         secrets: Sequence[str | None] = (),
+        history: History | None = None,
+        sandbox: bool = False,
     ) -> None:
         self.client = client
         self.output_dir = output_dir
         self.timeout = timeout
         self.secrets = [secret for secret in secrets if secret]
-        # Tasks this server submitted: get_task then knows their action, model and prompt.
-        self.tasks: dict[str, Task] = {}
+        # Every task goes into the history (`fluxclaw history`); get_task finds them there.
+        self.history = history
+        self.sandbox = sandbox
 
     # -- tools -----------------------------------------------------------------------------------
 
@@ -96,8 +99,7 @@ class FluxclawTools:
         Charged per image (estimate_price tells how much). Returns one MEDIA:<url> line per
         image, the saved file paths, the cost, and a thumbnail.
         """
-        options = _options(model, aspect_ratio, resolution)
-        return await self._run(ctx, "text_to_image", prompt, (), options)
+        return await self._run(ctx, "text_to_image", prompt, (), model, aspect_ratio, resolution)
 
     async def remix(
         self,
@@ -115,8 +117,7 @@ class FluxclawTools:
 
         Local files are uploaded first (temporary URLs). Charged like generate.
         """
-        options = _options(model, aspect_ratio, resolution)
-        return await self._run(ctx, "remix_image", prompt, images, options)
+        return await self._run(ctx, "remix_image", prompt, images, model, aspect_ratio, resolution)
 
     async def get_task(
         self,
@@ -127,8 +128,12 @@ class FluxclawTools:
         Use it after a timeout or an interruption instead of generating again.
         """
         try:
-            task = self.tasks.get(task_id)
-            status = await self.client.get(task or task_id)
+            entry = self.history.find(task_id) if self.history else None
+            known = entry is not None and entry.task_id is not None
+            status = await self.client.get(
+                entry.task_id if entry and entry.task_id else task_id,
+                action=entry.action if entry and known else None,  # type: ignore[arg-type]
+            )
             if status.status == "failed":
                 raise errors.TaskFailedError(
                     f"task {status.task_id} failed: {status.error or 'no reason given'}",
@@ -143,7 +148,13 @@ class FluxclawTools:
                     content=[TextContent(text=text)],
                     structured_content={"task_id": status.task_id, "status": status.status},
                 )
-            return await self._deliver(result_from(status, task))
+            if entry is None:
+                entry = jobs.adopt(self.history, status.task_id, self.client.base_url)
+                output: str | None = self._folder()
+            else:
+                output = None
+            done = await jobs.aresume(self.client, entry, history=self.history, output=output)
+            return self._deliver(done, entry.model or None)
         except Exception as error:  # every failure becomes a tool error
             return self._error(error)
 
@@ -202,7 +213,9 @@ class FluxclawTools:
         action: contract.Action,
         prompt: str,
         sources: Sequence[str],
-        options: CreateOptions,
+        model: str,
+        aspect_ratio: str | None,
+        resolution: str | None,
     ) -> CallToolResult:
         """Submit (validated first: an invalid call sends nothing), wait with progress, save."""
         updates = 0
@@ -215,23 +228,29 @@ class FluxclawTools:
                 updates, None, f"task {status.task_id}: {status.status}{waited}"
             )
 
-        task_id: str | None = None
+        job = jobs.Job(
+            action=action,
+            prompt=prompt,
+            sources=tuple(sources),
+            model=model,
+            aspect_ratio=aspect_ratio,
+            resolution=resolution,
+            output=self._folder(),
+        )
         try:
-            if action == "remix_image":
-                task = await self.client.submit_remix(
-                    prompt, sources, on_update=on_update, **options
-                )
-            else:
-                task = await self.client.submit_generate(prompt, on_update=on_update, **options)
-            task_id = task.id
-            self.tasks[task.id] = task
-            log.info("task %s submitted (%s)", task.id, options.get("model"))
-            result = await self.client.wait(task, timeout=self.timeout, on_update=on_update)
-            delivered = await self._deliver(result)
-            await ctx.report_progress(updates + 1, updates + 1, f"task {task.id}: saved")
+            done = await jobs.arun(
+                self.client,
+                job,
+                history=self.history,
+                timeout=self.timeout,
+                on_update=on_update,
+                sandbox=self.sandbox,
+            )
+            delivered = self._deliver(done, done.result.model if done.result else None)
+            await ctx.report_progress(updates + 1, updates + 1, f"task {done.task_id}: saved")
             return delivered
-        except errors.TaskTimeoutError:
-            assert task_id is not None
+        except errors.TaskTimeoutError as error:
+            task_id = error.task_id
             return self._error(
                 errors.TaskTimeoutError(
                     f"task {task_id} is not finished after {self.timeout:g}s; it keeps running. "
@@ -242,37 +261,21 @@ class FluxclawTools:
         except Exception as error:
             return self._error(error)
 
-    async def _deliver(self, result: Result) -> CallToolResult:
-        """Save the images (once per task), then answer with URLs, paths, cost and thumbnails."""
-        saved = self._already_saved(result)
-        if saved is None:
-            saved = [item.path for item in await self.client.save(result, self.output_dir)]
-        model = f" with {result.model}" if result.model else ""
-        cost = "unknown" if result.cost_usd is None else f"${result.cost_usd:.2f}"
+    def _folder(self) -> str:
+        return os.path.join(str(self.output_dir), "")
+
+    def _deliver(self, done: jobs.JobResult, model: str | None) -> CallToolResult:
+        """Answer with URLs, saved paths, cost and thumbnails (the engine saved each file once)."""
+        with_model = f" with {model}" if model else ""
+        cost = "unknown" if done.cost_usd is None else f"${done.cost_usd:.2f}"
         lines = [
-            f"task {result.task_id} completed: {len(saved)} image(s){model}, cost {cost}.",
-            *(f"saved: {path}" for path in saved),
-            *(f"MEDIA:{image.url}" for image in result.images),
+            f"task {done.task_id} completed: {len(done.paths)} image(s){with_model}, cost {cost}.",
+            *(f"saved: {path}" for path in done.paths),
+            *(f"MEDIA:{url}" for url in done.urls),
         ]
         content: list[ContentBlock] = [TextContent(text="\n".join(lines))]
-        content += [_thumbnail(path) for path in saved]
-        data = {**result.to_dict(), "paths": [str(path) for path in saved]}
-        return CallToolResult(content=content, structured_content=data)
-
-    def _already_saved(self, result: Result) -> list[Path] | None:
-        """The files a previous call saved for this task, if all are there (get_task repeats)."""
-        targets = files.target_paths(self.output_dir, len(result.images), result.task_id, None)
-        found: list[Path] = []
-        for base, _ in targets:
-            matches = [
-                base.with_name(base.name + suffix)
-                for suffix in files.EXTENSIONS
-                if base.with_name(base.name + suffix).is_file()
-            ]
-            if not matches:
-                return None
-            found.append(matches[0].resolve())
-        return found
+        content += [_thumbnail(path) for path in done.paths]
+        return CallToolResult(content=content, structured_content=done.to_dict())
 
     def _error(self, error: BaseException) -> CallToolResult:
         """One scrubbed line with isError; a bug is logged (stderr) but not shown in full."""
@@ -288,15 +291,6 @@ class FluxclawTools:
         for secret in self.secrets:
             text = transport.redact(text, secret)
         return " ".join(text.split())
-
-
-def _options(model: str, aspect_ratio: str | None, resolution: str | None) -> CreateOptions:
-    options: CreateOptions = {"model": model}
-    if aspect_ratio is not None:
-        options["aspect_ratio"] = aspect_ratio
-    if resolution is not None:
-        options["resolution"] = resolution
-    return options
 
 
 def _usd(cents: int | None) -> str:
@@ -340,6 +334,8 @@ async def serve(
     poll: PollPolicy | None = None,
     output_dir: str | os.PathLike[str] = AGENT_OUTPUT_DIR,
     timeout: float = AGENT_WAIT_TIMEOUT,
+    history: History | None = None,
+    sandbox: bool = False,
 ) -> None:
     """Serve over stdin/stdout until the client disconnects."""
     async with AsyncClient(api_key=api_key, base_url=base_url, poll=poll) as client:
@@ -348,6 +344,8 @@ async def serve(
             Path(output_dir).expanduser().resolve(),
             timeout=timeout,
             secrets=[api_key, os.environ.get(ENV_API_KEY)],
+            history=history,
+            sandbox=sandbox,
         )
         await build_server(tools).run_stdio_async()
 

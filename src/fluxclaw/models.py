@@ -8,6 +8,7 @@ because a task id is all it takes to get a paid result back.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,20 @@ class TaskRequest:
     aspect_ratio: str | None
     resolution: str
     body: Mapping[str, Any]
+
+    @classmethod
+    def from_body(cls, action: contract.Action, body: Mapping[str, Any]) -> TaskRequest:
+        """The request a stored create body describes (to resend it, or name its files)."""
+        model = contract.resolve_model(str(body.get("model")), action)
+        return cls(
+            action=action,
+            model=model.id,
+            family=model.family,
+            prompt=str(body.get("prompt") or ""),
+            aspect_ratio=body.get("aspect_ratio"),
+            resolution=str(body.get("output_resolution") or contract.DEFAULT_RESOLUTION),
+            body=dict(body),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +203,8 @@ class Result:
     elapsed: float | None = None  # seconds from submission to seeing the result
     polls: int = 0
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    # The client that waited for it: `save` reuses its connections, size cap and retries.
+    client: Any = field(default=None, repr=False, compare=False)
 
     @property
     def url(self) -> str:
@@ -205,30 +222,22 @@ class Result:
         quality: int | None = None,
         sidecar: bool = True,
         stem: str | None = None,
+        overwrite: bool = False,
     ) -> list[SavedImage]:
-        """Download every image into `dest` (a folder, default the current one, or a file name).
+        """Download every image into `dest` (a folder, default the current one, or a file name)
+        through the client that waited for it (its pool, size cap and retries).
 
         In a folder, files are named `<stem>[-n].<ext>`; the stem defaults to the task id.
         """
-        from fluxclaw import files, transport
+        from fluxclaw.client import Client
 
-        with transport.plain_client() as http:
-            return [
-                files.store(
-                    files.download(http, image.url, task_id=self.task_id),
-                    path,
-                    fmt=fmt,
-                    quality=quality,
-                    metadata=image.metadata,
-                    sidecar=sidecar,
-                    url=image.url,
-                )
-                for image, (path, fmt) in zip(
-                    self.images,
-                    files.target_paths(dest, len(self.images), stem or self.task_id, format),
-                    strict=True,
-                )
-            ]
+        kwargs: dict[str, Any] = dict(
+            format=format, quality=quality, sidecar=sidecar, stem=stem, overwrite=overwrite
+        )
+        if isinstance(self.client, Client):
+            return self.client.save(self, dest, **kwargs)
+        with Client() as client:
+            return client.save(self, dest, **kwargs)
 
     async def asave(
         self,
@@ -237,26 +246,18 @@ class Result:
         format: ImageFormat | None = None,
         quality: int | None = None,
         sidecar: bool = True,
+        stem: str | None = None,
+        overwrite: bool = False,
     ) -> list[SavedImage]:
-        from fluxclaw import files, transport
+        from fluxclaw.client import AsyncClient
 
-        saved = []
-        async with transport.async_plain_client() as http:
-            targets = files.target_paths(dest, len(self.images), self.task_id, format)
-            for image, (path, fmt) in zip(self.images, targets, strict=True):
-                data = await files.adownload(http, image.url, task_id=self.task_id)
-                saved.append(
-                    files.store(
-                        data,
-                        path,
-                        fmt=fmt,
-                        quality=quality,
-                        metadata=image.metadata,
-                        sidecar=sidecar,
-                        url=image.url,
-                    )
-                )
-        return saved
+        kwargs: dict[str, Any] = dict(
+            format=format, quality=quality, sidecar=sidecar, stem=stem, overwrite=overwrite
+        )
+        if isinstance(self.client, AsyncClient):
+            return await self.client.save(self, dest, **kwargs)
+        async with AsyncClient() as client:
+            return await client.save(self, dest, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (what the CLI prints with --json)."""
@@ -330,6 +331,12 @@ def parse_task(
             request_id=request_id,
             task_id=expected_id,
         ) from None
+    if not _is_task_id(wire.id):
+        raise errors.ServerError(
+            f"the server answered a task id that is not a UUID ({wire.id[:60]!r}); refusing it",
+            request_id=request_id,
+            task_id=expected_id,
+        )
     if expected_id is not None and wire.id != expected_id:
         raise errors.ServerError(
             f"asked about task {expected_id} but the answer is about {wire.id}",
@@ -373,6 +380,14 @@ def parse_task(
         polls=polls,
         raw=body if isinstance(body, dict) else {},
     )
+
+
+def _is_task_id(value: str) -> bool:
+    """Task ids are canonical UUIDs; anything else (`../../evil`) never reaches a URL or path."""
+    try:
+        return str(uuid.UUID(value)) == value.lower() and len(value) == 36
+    except ValueError:
+        return False
 
 
 def result_from(status: TaskStatus, task: Task | None) -> Result:

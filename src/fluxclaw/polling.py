@@ -16,10 +16,10 @@ import functools
 import math
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from statistics import NormalDist
-from typing import Literal
+from typing import Any, Literal
 
 from fluxclaw import contract
 
@@ -137,6 +137,38 @@ class DurationStats:
         self._first_polls: dict[tuple[str, str], deque[tuple[float, bool]]] = {}
         self._rescaled: dict[tuple[str, str], float] = {}  # median found by probing
         self._lock = threading.Lock()
+
+    def snapshot(self, key: tuple[str, str]) -> dict[str, Any]:
+        """What was learned for `key`, JSON-ready, so another process can start from it."""
+        with self._lock:
+            return {
+                "records": [list(item) for item in self._records.get(key, ())],
+                "first_polls": [list(item) for item in self._first_polls.get(key, ())],
+                "rescaled": self._rescaled.get(key),
+            }
+
+    def restore(self, key: tuple[str, str], data: Mapping[str, Any]) -> None:
+        """Start `key` from a `snapshot` (another process's), unless this one already learned
+        something of its own; anything malformed is ignored."""
+        limit = self.policy.history
+        try:
+            records = [(float(s), float(w)) for s, w in data.get("records") or ()]
+            firsts = [(float(e), bool(d)) for e, d in data.get("first_polls") or ()]
+            rescaled = data.get("rescaled")
+            median = float(rescaled) if rescaled is not None else None
+        except (TypeError, ValueError):
+            return
+        ok = [x for x in records if x[0] > 0 and math.isfinite(x[0]) and math.isfinite(x[1])]
+        early = [x for x in firsts if x[0] > 0 and math.isfinite(x[0])]
+        with self._lock:
+            if key in self._records or key in self._first_polls:
+                return
+            if ok:
+                self._records[key] = deque(ok, maxlen=limit)
+            if early:
+                self._first_polls[key] = deque(early, maxlen=limit)
+            if median is not None and median > 0 and math.isfinite(median):
+                self._rescaled[key] = median
 
     def first_poll(self, key: tuple[str, str], elapsed: float, done: bool) -> None:
         """Learn from a task's first poll, `elapsed` seconds after it was created.

@@ -7,6 +7,7 @@ traceback appears only with `--debug`, and the API key is scrubbed from anything
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -79,10 +80,18 @@ def setup_debug_logging(secret: str | None) -> None:
     logger.addHandler(handler)
 
 
-def fail(message: str, code: int = contract.EXIT_OTHER) -> NoReturn:
-    """Exit with one line on stderr."""
+def fail(message: str, code: int = contract.EXIT_OTHER, task_id: str | None = None) -> NoReturn:
+    """Exit with one line on stderr (and, under --json, one JSON object on stdout, so a script
+    never loses the task id)."""
     click.echo(f"error: {message}", err=True)
+    if _json_failures():
+        click.echo(json.dumps({"task_id": task_id, "error": message, "exit_code": code}))
     sys.exit(code)
+
+
+def _json_failures() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.params.get("as_json"))
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -98,20 +107,20 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except FluxclawError as error:
             if debug:
                 logging.getLogger("fluxclaw").debug("error", exc_info=True)
-            fail(_scrub(str(error), kwargs), error.exit_code)
+            fail(scrub(str(error), kwargs), error.exit_code, error.task_id)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as error:
             if debug:
                 raise
-            text = _scrub(f"{type(error).__name__}: {error}", kwargs)
+            text = scrub(f"{type(error).__name__}: {error}", kwargs)
             fail(f"internal error ({text}); rerun with --debug to see where it happened.")
         raise AssertionError("unreachable")  # pragma: no cover
 
     return run
 
 
-def _scrub(text: str, kwargs: dict[str, Any]) -> str:
+def scrub(text: str, kwargs: dict[str, Any]) -> str:
     import os
 
     for secret in (kwargs.get("api_key"), os.environ.get("RUNAPI_API_KEY")):

@@ -17,6 +17,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "remix": ("fluxclaw.cli.tasks_cmd", "remix", "Remix source images (URLs or files)."),
     "status": ("fluxclaw.cli.tasks_cmd", "status", "Show a task's status once."),
     "wait": ("fluxclaw.cli.tasks_cmd", "wait", "Resume a task by id and save its images."),
+    "resume": (
+        "fluxclaw.cli.tasks_cmd",
+        "resume",
+        "Finish unfinished tasks (or one, by task id or idempotency key).",
+    ),
     "balance": ("fluxclaw.cli.tasks_cmd", "balance", "Show the account balance."),
     "config": ("fluxclaw.cli.config_cmd", "command", "Store the API key and base URL."),
     "history": ("fluxclaw.cli.history_cmd", "command", "List and search past tasks."),

@@ -59,10 +59,20 @@ def command(
             contract.EXIT_OTHER,
         )
 
+    from fluxclaw.history import History
+
     with endpoint(api_key, base_url, sandbox=sandbox, debug=debug) as (key, url, poll):
         _log_to_stderr(key, debug)
         anyio.run(
-            lambda: serve(key, url, poll=poll, output_dir=output_dir, timeout=timeout),
+            lambda: serve(
+                key,
+                url,
+                poll=poll,
+                output_dir=output_dir,
+                timeout=timeout,
+                history=History(),
+                sandbox=sandbox,
+            ),
         )
 
 

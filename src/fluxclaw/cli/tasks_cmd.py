@@ -1,17 +1,16 @@
-"""`generate`, `remix`, `status`, `wait`, `balance`: thin commands over `fluxclaw.Client`.
+"""`generate`, `remix`, `status`, `wait`, `resume`, `balance`: thin doors on the job engine.
 
-The task id reaches stderr (and the history file) as soon as the task exists, so an interrupted
-or timed-out run is resumed with `fluxclaw wait ID` instead of paid for twice.
+The engine (`fluxclaw.jobs`) checks, records, submits, waits, saves and records; these commands
+turn options into a `Job`, show progress on stderr and print results on stdout. The task id
+reaches stderr (and the history) as soon as the task exists, so an interrupted or timed-out run
+is finished with `fluxclaw wait ID` (or `fluxclaw resume`) instead of paid for twice.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import sys
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,7 @@ from fluxclaw.cli.common import (
     fail,
     handle_errors,
     output_options,
+    scrub,
     setup_debug_logging,
 )
 from fluxclaw.config import AGENT_OUTPUT_DIR
@@ -32,8 +32,8 @@ from fluxclaw.config import AGENT_OUTPUT_DIR
 if TYPE_CHECKING:
     from fluxclaw.cli.progress import Progress
     from fluxclaw.client import Client
-    from fluxclaw.history import History
-    from fluxclaw.models import Result
+    from fluxclaw.jobs import JobResult
+    from fluxclaw.models import TaskStatus
     from fluxclaw.polling import PollPolicy
 
 SANDBOX_SPEED_ENV = "FLUXCLAW_SANDBOX_SPEED"
@@ -44,21 +44,6 @@ NO_KEY = (
     "no RunAPI key: set RUNAPI_API_KEY or run `fluxclaw config --api-key KEY`; "
     "add --sandbox to try everything offline at no cost."
 )
-
-
-@contextmanager
-def resumable(history: History | None, row: int | None, task_id: str) -> Iterator[None]:
-    """Ctrl-C after the task exists: record it and say how to resume (the task keeps running)."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        click.echo(
-            f"\ninterrupted: task {task_id} keeps running; resume with: fluxclaw wait {task_id}",
-            err=True,
-        )
-        if history and row:
-            history.update(row, status="interrupted")
-        sys.exit(130)
 
 
 @contextmanager
@@ -117,97 +102,58 @@ def connect(
         yield client
 
 
-def slug(prompt: str, words: int = 6) -> str:
-    found = re.findall(r"[a-z0-9]+", prompt.lower())
-    return "-".join(found[:words])[:48] or "image"
+class Watch:
+    """Progress for one job on stderr, and the task id once the server has given one."""
+
+    def __init__(self, progress: Progress, model: str | None = None) -> None:
+        self.progress = progress
+        self.model = model
+        self.task_id: str | None = None
+
+    def __call__(self, status: TaskStatus) -> None:
+        if self.task_id is None:
+            self.task_id = status.task_id
+            model = f" ({self.model})" if self.model else ""
+            self.progress.note(f"task {status.task_id} submitted{model}")
+            self.progress.begin(f"task {status.task_id}")
+        self.progress.status(status.status)
 
 
-def save_result(
-    result: Result, output: str | None, image_format: str | None, stem_time: float
-) -> list[str]:
-    """Save every image: into a folder as <time>-<prompt slug>-<task id>, or to the file given."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(stem_time))
-    stem = f"{stamp}-{slug(result.prompt or '')}-{result.task_id[:8]}"
-    fmt: Any = image_format
-    saved = result.save(output, format=fmt, stem=stem)
-    return [str(image.path.resolve()) for image in saved]
-
-
-def adopt(
-    history: History | None,
-    row: int | None,
-    task_id: str,
-    action: contract.Action | None,
-    base_url: str,
-    model: str | None = None,
-    prompt: str | None = None,
-) -> int | None:
-    """A task id from elsewhere (another machine, the API, a script): give it a history row."""
-    if history is None or row is not None:
-        return row
-    new = history.start(
-        action=action or "text_to_image",
-        model=model or "",
-        prompt=prompt or "",
-        params={},
-        idempotency_key=None,
-        base_url=base_url,
-    )
-    history.update(new, task_id=task_id)
-    return new
-
-
-def finish(
-    client: Client,
-    history: History | None,
-    row: int | None,
-    task_id: str,
-    *,
-    action: contract.Action | None,
-    timeout: float | None,
-    output: str | None,
-    image_format: str | None,
-    as_json: bool,
-    progress: Progress,
-    sandbox: bool = False,
-    openclaw: bool = False,
-) -> None:
-    """Wait for a task, save its images, record it, and print the paths (or JSON)."""
-    from fluxclaw import errors
-
-    progress.begin(f"task {task_id}")
+@contextmanager
+def interruptible(watch: Watch, *, key: str | None, sandbox: bool) -> Iterator[None]:
+    """Ctrl-C: the engine has recorded where the job stood; say how to finish it (if it can be)."""
     try:
-        result = client.wait(
-            task_id,
-            action=action,
-            timeout=timeout,
-            on_update=lambda status: progress.status(status.status),
-        )
-    except errors.TaskFailedError as error:
-        row = adopt(history, row, task_id, action, client.base_url)
-        if history and row:
-            history.update(row, status="failed", error=error.message)
-        raise
-    except errors.TaskTimeoutError:
-        if history and row:
-            history.update(row, status="timeout")
-        raise
-    finally:
-        progress.end()
-    urls = [image.url for image in result.images]
-    row = adopt(history, row, task_id, result.action, client.base_url, result.model, result.prompt)
-    if history and row:
-        history.update(row, status=result.status, cost=result.cost_usd, urls=urls)
-    paths = save_result(result, output, image_format, time.time())
-    if history and row:
-        history.update(row, paths=paths)
+        yield
+    except KeyboardInterrupt:
+        watch.progress.end()
+        task = watch.task_id
+        if sandbox:
+            what = f"task {task}" if task else "the task"
+            line = f"interrupted: {what} ends with this command's one-run sandbox (no cost)"
+        elif task:
+            line = f"interrupted: task {task} keeps running; resume with: fluxclaw wait {task}"
+        else:
+            line = (
+                "interrupted before RunAPI answered; if the task was made, "
+                f"`fluxclaw resume {key}` finishes it without paying twice"
+            )
+        click.echo(f"\n{line}", err=True)
+        sys.exit(130)
+
+
+def report(
+    done: JobResult, *, as_json: bool, openclaw: bool, sandbox: bool, progress: Progress
+) -> None:
+    """Print a finished job: paths (or MEDIA: lines, or JSON) on stdout, a summary on stderr."""
+    progress.end()
+    paths = [str(path) for path in done.paths]
     if as_json:
-        click.echo(json.dumps({**result.to_dict(), "paths": paths, "sandbox": sandbox}))
+        click.echo(json.dumps({**done.to_dict(), "sandbox": sandbox}))
     else:
         for path in paths:
             # OpenClaw attaches a file named on its own line as MEDIA:<absolute path>.
             click.echo(f"MEDIA:{path}" if openclaw else path)
-    cost = "unknown cost" if result.cost_usd is None else f"${result.cost_usd:.2f}"
+    cost = "unknown cost" if done.cost_usd is None else f"${done.cost_usd:.2f}"
     progress.note(f"done: {len(paths)} image(s), {cost}, {progress.elapsed():.1f}s")
 
 
@@ -259,6 +205,11 @@ def create_options(func: Any) -> Any:
             ),
             click.option("--no-history", is_flag=True, help="Do not record this task."),
             click.option(
+                "--force",
+                is_flag=True,
+                help="Overwrite the file named by -o if it exists (else: refused before paying).",
+            ),
+            click.option(
                 "--openclaw",
                 is_flag=True,
                 help="OpenClaw mode: save under ./generated/fluxclaw/ and print MEDIA:<path> "
@@ -271,76 +222,52 @@ def create_options(func: Any) -> Any:
 
 
 def run_create(action: contract.Action, prompt: str, sources: tuple[str, ...], **opts: Any) -> None:
+    from fluxclaw import jobs
     from fluxclaw.cli.progress import Progress
     from fluxclaw.history import History
 
     if prompt == "-":
         prompt = sys.stdin.read().strip()
+    openclaw = opts["openclaw"] or bool(os.environ.get(OPENCLAW_ENV))
+    output = opts["output"] or (AGENT_OUTPUT_DIR if openclaw else None)
+    job = jobs.Job(
+        action=action,
+        prompt=prompt,
+        sources=sources,
+        model=opts["model"],
+        aspect_ratio=opts["aspect_ratio"],
+        resolution=opts["resolution"],
+        safety_checker=False if opts["no_safety_checker"] else None,
+        callback_url=opts["callback_url"],
+        output=output,
+        format=opts["image_format"],
+        overwrite=opts["force"],
+    )
     try:
-        model = contract.resolve_model(opts["model"], action)
+        model = contract.resolve_model(job.model, action).id
     except ValueError as error:
         fail(str(error), contract.EXIT_INVALID)
-    options: dict[str, Any] = {
-        "model": model.id,
-        "aspect_ratio": opts["aspect_ratio"],
-        "resolution": opts["resolution"],
-        "safety_checker": False if opts["no_safety_checker"] else None,
-        "callback_url": opts["callback_url"],
-        "idempotency_key": str(uuid.uuid4()),
-    }
-    options = {k: v for k, v in options.items() if v is not None}
+    sandbox = opts["sandbox"]
     progress = Progress()
-    history = None if opts["no_history"] else History()
-    openclaw = opts["openclaw"] or bool(os.environ.get(OPENCLAW_ENV))
-    if openclaw and not opts["output"]:
-        opts["output"] = AGENT_OUTPUT_DIR
-    with connect(
-        opts["api_key"], opts["base_url"], sandbox=opts["sandbox"], debug=opts["debug"]
-    ) as client:
-        row = None
-        if history:
-            row = history.start(
-                action=action,
-                model=model.id,
-                prompt=prompt,
-                params={k: v for k, v in options.items() if k != "idempotency_key"}
-                | ({"sources": list(sources)} if sources else {}),
-                idempotency_key=options["idempotency_key"],
-                base_url=client.base_url,
-            )
-        from fluxclaw import errors
-
-        try:
-            if action == "remix_image":
-                task = client.submit_remix(prompt, list(sources), **options)
-            else:
-                task = client.submit_generate(prompt, **options)
-        except errors.FluxclawError as error:
-            if history and row:
-                history.update(row, status="rejected", error=error.message)
-            raise
-        with resumable(history, row, task.id):
-            if history and row:
-                history.update(row, task_id=task.id, status=task.status)
-            progress.note(f"task {task.id} submitted ({model.id})")
-            if opts["no_wait"]:
-                payload = {"task_id": task.id, "status": task.status, "action": action}
-                click.echo(json.dumps(payload) if opts["as_json"] else task.id)
-                return
-            finish(
-                client,
-                history,
-                row,
-                task.id,
-                action=action,
-                timeout=opts["timeout"],
-                output=opts["output"],
-                image_format=opts["image_format"],
-                as_json=opts["as_json"],
-                progress=progress,
-                sandbox=opts["sandbox"],
-                openclaw=openclaw,
-            )
+    watch = Watch(progress, model)
+    with (
+        connect(opts["api_key"], opts["base_url"], sandbox=sandbox, debug=opts["debug"]) as client,
+        interruptible(watch, key=job.idempotency_key, sandbox=sandbox),
+    ):
+        done = jobs.run(
+            client,
+            job,
+            history=None if opts["no_history"] else History(),
+            wait=not opts["no_wait"],
+            timeout=opts["timeout"],
+            on_update=watch,
+            sandbox=sandbox,
+        )
+        if opts["no_wait"]:
+            payload = {"task_id": done.task_id, "status": done.status, "action": action}
+            click.echo(json.dumps(payload) if opts["as_json"] else done.task_id)
+            return
+        report(done, as_json=opts["as_json"], openclaw=openclaw, sandbox=sandbox, progress=progress)
 
 
 @click.command()
@@ -377,52 +304,108 @@ def remix(prompt: str, images: tuple[str, ...], **opts: Any) -> None:
     run_create("remix_image", prompt, images, **opts)
 
 
-@click.command()
-@click.argument("task_id")
-@click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True)
-@click.option("--openclaw", is_flag=True, help="OpenClaw mode, as for generate.")
-@output_options
-@connection_options
-@handle_errors
-def wait(
-    task_id: str,
+def resume_options(func: Any) -> Any:
+    func = click.option("--openclaw", is_flag=True, help="OpenClaw mode, as for generate.")(func)
+    return click.option(
+        "--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True
+    )(func)
+
+
+def finish_one(
+    ref: str,
+    *,
     timeout: float,
     openclaw: bool,
     output: str | None,
-    image_format: str | None,
+    image_format: Any,
     as_json: bool,
     api_key: str | None,
     base_url: str | None,
     debug: bool,
 ) -> None:
-    """Resume a task by its id: wait for it, save its images, record them."""
+    """Finish one recorded job (or a task made elsewhere) by task id or idempotency key."""
+    from fluxclaw import jobs
     from fluxclaw.cli.progress import Progress
     from fluxclaw.history import History
 
     history = History()
-    entry = history.find(task_id)
-    action: Any = entry.action if entry else None
-    row = entry.id if entry else None
+    entry = history.find(ref)
     openclaw = openclaw or bool(os.environ.get(OPENCLAW_ENV))
     if openclaw and not output:
         output = AGENT_OUTPUT_DIR
+    # The row's own API base, unless one is given now: a task lives where it was made.
+    url = base_url or (entry.base_url if entry and not entry.sandbox else None)
+    progress = Progress()
+    watch = Watch(progress, entry.model if entry else None)
+    if entry is not None and entry.task_id:
+        watch.task_id = entry.task_id
+        progress.begin(f"task {entry.task_id}")
     with (
-        connect(api_key, base_url, sandbox=False, debug=debug) as client,
-        resumable(history, row, task_id),
+        connect(api_key, url, sandbox=False, debug=debug) as client,
+        interruptible(watch, key=entry.idempotency_key if entry else None, sandbox=False),
     ):
-        finish(
+        if entry is None:
+            entry = jobs.adopt(history, ref, client.base_url)
+            watch.task_id = entry.task_id
+        done = jobs.resume(
             client,
-            history,
-            row,
-            task_id,
-            action=action,
-            timeout=timeout,
+            entry,
+            history=history,
             output=output,
-            image_format=image_format,
-            as_json=as_json,
-            progress=Progress(),
-            openclaw=openclaw,
+            format=image_format,
+            timeout=timeout,
+            on_update=watch,
         )
+        report(done, as_json=as_json, openclaw=openclaw, sandbox=False, progress=progress)
+
+
+@click.command()
+@click.argument("task_id")
+@resume_options
+@output_options
+@connection_options
+@handle_errors
+def wait(task_id: str, **opts: Any) -> None:
+    """Resume a task by its id (or a create's idempotency key): wait, save, record.
+
+    Files are named and placed as the original run would have (-o and --format override).
+    """
+    finish_one(task_id, **opts)
+
+
+@click.command()
+@click.argument("ref", required=False)
+@resume_options
+@output_options
+@connection_options
+@handle_errors
+def resume(ref: str | None, **opts: Any) -> None:
+    """Finish REF (a task id or idempotency key), or every unfinished task in the history.
+
+    A create that got no answer is sent again with its idempotency key, so RunAPI answers with
+    the task it made (no second charge).
+    """
+    from fluxclaw.history import History
+
+    if ref is not None:
+        finish_one(ref, **opts)
+        return
+    pending = History().unfinished()
+    if not pending:
+        click.echo("nothing to resume: every task in the history has ended", err=True)
+        return
+    from fluxclaw.errors import FluxclawError
+
+    failures = 0
+    for entry in pending:
+        label = entry.task_id or entry.idempotency_key or str(entry.id)
+        try:
+            finish_one(label, **opts)
+        except FluxclawError as error:  # one line each; go on with the rest
+            failures += 1
+            click.echo(f"error: {scrub(str(error), opts)}", err=True)
+    if failures:
+        fail(f"{failures} of {len(pending)} task(s) could not be finished (see above)")
 
 
 @click.command()
@@ -433,14 +416,24 @@ def wait(
 def status(
     task_id: str, as_json: bool, api_key: str | None, base_url: str | None, debug: bool
 ) -> None:
-    """Show a task's status once, without waiting."""
+    """Show a task's status once, without waiting (and update its history row)."""
     from fluxclaw.history import History
 
-    entry = History().find(task_id)
-    action: Any = entry.action if entry else None
-    with connect(api_key, base_url, sandbox=False, debug=debug) as client:
-        found = client.get(task_id, action=action)
+    history = History()
+    entry = history.find(task_id)
+    action: Any = entry.action if entry and entry.task_id else None
+    url = base_url or (entry.base_url if entry and not entry.sandbox else None)
+    with connect(api_key, url, sandbox=False, debug=debug) as client:
+        found = client.get(entry.task_id if entry and entry.task_id else task_id, action=action)
     urls = [image.url for image in found.images]
+    if entry is not None and entry.status != "completed":
+        history.update(
+            entry.id,
+            status=found.status,
+            cost=found.cost_usd,
+            urls=urls or None,
+            error=found.error,
+        )
     payload = {
         "task_id": found.task_id,
         "status": found.status,

@@ -1,0 +1,577 @@
+"""The job engine: one generation or remix from request to saved files, its promises kept once.
+
+check the request and the output target -> record a history row (idempotency key, base URL and
+the whole job) -> upload local sources -> record the create body -> submit (retried with the
+key) -> wait -> save -> record. `resume` finishes any row from its task id or, when the create
+got no answer, from its idempotency key (RunAPI replays it: no second charge). The CLI, the MCP
+server and the batch runner are thin doors on `run`/`arun` and `resume`/`aresume`.
+
+The workflow is written once, as a generator of client calls (`_create_flow`, `_resume_flow`);
+`_drive` runs it on a `Client` and `_adrive` on an `AsyncClient`, as httpx drives its auth flows.
+The history is opt-in for library users: without one, nothing is recorded anywhere.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fluxclaw import contract, errors, files
+from fluxclaw.core import CreateOptions, OnUpdate
+from fluxclaw.history import Entry, History
+from fluxclaw.models import Result, Task, TaskRequest, TaskStatus
+
+if TYPE_CHECKING:
+    from fluxclaw.client import AsyncClient, Client, _Base
+
+Step = tuple[str, tuple[Any, ...], dict[str, Any]]
+Flow = Generator[Step, Any, "JobResult"]
+
+# Errors after which the create surely made nothing (the server refused it); any other failure
+# may have made a task, so the row stays resumable by its idempotency key.
+_REFUSED = (
+    errors.ValidationError,
+    errors.AuthenticationError,
+    errors.InsufficientCreditsError,
+    errors.ConflictError,
+    errors.NotFoundError,
+    errors.RateLimitError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One image request and where its files go; all of it is kept in the history row."""
+
+    action: contract.Action
+    prompt: str
+    sources: tuple[str, ...] = ()
+    model: str = "pro"
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    safety_checker: bool | None = None
+    callback_url: str | None = None
+    output: str | None = None  # a folder or a file name; None: the current folder
+    format: files.ImageFormat | None = None
+    overwrite: bool = False  # replace an existing file named by `output`
+    idempotency_key: str = field(default_factory=lambda: str(uuid.uuid4()))
+    created_at: float = field(default_factory=time.time)  # names the files, whenever saved
+
+    @classmethod
+    def generate(cls, prompt: str, **fields: Any) -> Job:
+        return cls("text_to_image", prompt, **fields)
+
+    @classmethod
+    def remix(cls, prompt: str, images: Sequence[str], **fields: Any) -> Job:
+        return cls("remix_image", prompt, tuple(str(i) for i in images), **fields)
+
+    def options(self) -> CreateOptions:
+        options: CreateOptions = {"model": self.model, "idempotency_key": self.idempotency_key}
+        if self.aspect_ratio is not None:
+            options["aspect_ratio"] = self.aspect_ratio
+        if self.resolution is not None:
+            options["resolution"] = self.resolution
+        if self.safety_checker is not None:
+            options["safety_checker"] = self.safety_checker
+        if self.callback_url is not None:
+            options["callback_url"] = self.callback_url
+        return options
+
+    def params(self) -> dict[str, Any]:
+        """The options as the history's `params` column shows them."""
+        found = {k: v for k, v in self.options().items() if k != "idempotency_key"}
+        return found | ({"sources": list(self.sources)} if self.sources else {})
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """A job's end: the task, its saved files and what it cost."""
+
+    task_id: str
+    status: str
+    paths: tuple[Path, ...] = ()
+    cost_usd: float | None = None
+    urls: tuple[str, ...] = ()
+    row: int | None = None
+    result: Result | None = None  # None when an earlier run had already saved the files
+    idempotency_key: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.result.to_dict() if self.result else {}
+        return {
+            **data,
+            "task_id": self.task_id,
+            "status": self.status,
+            "images": list(self.urls),
+            "cost_usd": self.cost_usd,
+            "paths": [str(path) for path in self.paths],
+        }
+
+
+class _Book:
+    """One job's history row; every method does nothing without a history."""
+
+    def __init__(
+        self,
+        history: History | None,
+        row: int | None = None,
+        task_id: str | None = None,
+        status: str = "submitting",
+    ) -> None:
+        self.history = history
+        self.row = row
+        self.task_id = task_id
+        self.status = status
+
+    def start(self, job: Job, target: files.Target, base_url: str, sandbox: bool) -> None:
+        if self.history is None:
+            return
+        sources = [
+            s if contract.is_http_url(s) else str(Path(s).expanduser().resolve())
+            for s in job.sources
+        ]
+        record = {
+            "model": job.model,
+            "aspect_ratio": job.aspect_ratio,
+            "resolution": job.resolution,
+            "safety_checker": job.safety_checker,
+            "callback_url": job.callback_url,
+            "sources": sources,
+            "target": target.to_json(),
+            "created_at": job.created_at,
+        }
+        model = contract.resolve_model(job.model, job.action)
+        self.row = self.history.start(
+            action=job.action,
+            model=model.id,
+            prompt=job.prompt,
+            params=job.params(),
+            idempotency_key=job.idempotency_key,
+            base_url=base_url,
+            job=record,
+            sandbox=sandbox,
+        )
+
+    def update(self, **values: Any) -> None:
+        self.task_id = values.get("task_id") or self.task_id
+        self.status = values.get("status") or self.status
+        if self.history is not None and self.row is not None:
+            self.history.update(self.row, **values)
+
+    def watching(self, on_update: OnUpdate | None) -> OnUpdate:
+        """The caller's `on_update`, after recording the task id the moment it is known (the
+        first update comes from inside the create), so an interrupt right after cannot lose it."""
+
+        def seen(status: TaskStatus) -> Any:
+            if self.task_id is None:
+                self.update(task_id=status.task_id, status=status.status)
+            return on_update(status) if on_update is not None else None
+
+        return seen
+
+    def abandoned(self) -> None:
+        """The flow was stopped wherever it was (Ctrl-C, a cancelled task): leave the row
+        resumable. A create with no task id yet is resent by its key; a task is waited for."""
+        if self.status in ("submitting", "unanswered"):
+            self.update(status="interrupted" if self.task_id else "unanswered")
+        elif self.status in contract.STATUSES and self.status not in contract.TERMINAL_STATUSES:
+            self.update(status="interrupted")
+
+    def durations(self, client: _Base, request: TaskRequest | None) -> None:
+        """Start the client from what earlier processes learned about this server's times."""
+        if self.history is None or request is None:
+            return
+        found = self.history.load_durations(client.base_url, request.model, request.resolution)
+        if found:
+            client.durations.restore((request.model, request.resolution), found)
+
+    def learned(self, client: _Base, request: TaskRequest | None) -> None:
+        if self.history is None or request is None:
+            return
+        key = (request.model, request.resolution)
+        snapshot = client.durations.snapshot(key)
+        if snapshot["records"] or snapshot["first_polls"]:
+            self.history.save_durations(client.base_url, *key, snapshot)
+
+
+def _create_failed(error: errors.FluxclawError, key: str, book: _Book) -> errors.FluxclawError:
+    if isinstance(error, _REFUSED):
+        book.update(status="rejected", error=error.message)
+        return error
+    book.update(status="unanswered", error=error.message)
+    error.hint = (
+        "The task may exist and be charged: finish it without paying twice with "
+        f"`fluxclaw resume {key}` (it resends the same create with the same idempotency key)."
+    )
+    return error
+
+
+def _submitted(
+    request: TaskRequest, key: str, book: _Book, on_update: OnUpdate | None
+) -> Generator[Step, Any, Task]:
+    """Record the exact body, then send it with its key; shared by new and resumed jobs."""
+    book.update(request=dict(request.body))
+    try:
+        task: Task = yield (
+            "submit",
+            (request,),
+            {"idempotency_key": key, "on_update": book.watching(on_update)},
+        )
+    except errors.FluxclawError as error:
+        raise _create_failed(error, key, book) from None
+    book.update(task_id=task.id, status=task.status)
+    return task
+
+
+def _create_flow(
+    client: _Base,
+    job: Job,
+    book: _Book,
+    *,
+    sandbox: bool,
+    wait: bool,
+    timeout: float | None,
+    on_update: OnUpdate | None,
+) -> Flow:
+    draft = client.draft(job.action, job.prompt, job.sources, job.options())
+    target = files.check_target(job.output, job.format, overwrite=job.overwrite)
+    book.start(job, target, client.base_url, sandbox)
+    try:
+        request: TaskRequest = yield ("prepare", (draft,), {})
+    except errors.FluxclawError as error:
+        book.update(status="rejected", error=error.message)  # uploads only: nothing created
+        raise
+    book.durations(client, request)
+    task = yield from _submitted(request, job.idempotency_key, book, on_update)
+    if not wait:
+        return JobResult(task.id, task.status, row=book.row, idempotency_key=job.idempotency_key)
+    return (yield from _finish_flow(client, task, job, target, book, timeout, on_update))
+
+
+def _finish_flow(
+    client: _Base,
+    task: Task | str,
+    job: Job,
+    target: files.Target,
+    book: _Book,
+    timeout: float | None,
+    on_update: OnUpdate | None,
+) -> Flow:
+    task_id = task.id if isinstance(task, Task) else task
+    request = task.request if isinstance(task, Task) else None
+    # A bare id from elsewhere may be either action: the client tries both.
+    action = None if isinstance(task, str) and not job.prompt else job.action
+    try:
+        result: Result = yield (
+            "wait",
+            (task,),
+            {"action": action, "timeout": timeout, "on_update": on_update},
+        )
+    except errors.TaskFailedError as error:
+        book.update(status="failed", error=error.message)
+        raise
+    except errors.TaskTimeoutError:
+        book.update(status="timeout")
+        raise
+    except errors.FluxclawError as error:
+        book.update(status="error", error=error.message)
+        raise
+    book.learned(client, request)
+    urls = tuple(image.url for image in result.images)
+    # Paid from here on: the row says so until the files are on disk.
+    book.update(status="unsaved", cost=result.cost_usd, urls=urls)
+    stem = files.stem_for(job.created_at, job.prompt, task_id)
+    try:
+        saved = yield ("save", (result,), {"target": target, "stem": stem})
+    except (errors.FluxclawError, OSError) as error:
+        reason = error.message if isinstance(error, errors.FluxclawError) else str(error)
+        cost = "" if result.cost_usd is None else f" (${result.cost_usd:.2f})"
+        failure = errors.NotSavedError(
+            f"task {task_id} is paid{cost} but its image was not saved: {reason}",
+            task_id=task_id,
+            hint=f"Save it with: fluxclaw resume {task_id}",
+        )
+        book.update(status="unsaved", error=str(failure))
+        raise failure from None
+    paths = tuple(item.path.resolve() for item in saved)
+    book.update(status="completed", paths=[str(p) for p in paths], error=None, clear_error=True)
+    return JobResult(
+        task_id,
+        "completed",
+        paths,
+        result.cost_usd,
+        urls,
+        book.row,
+        result,
+        job.idempotency_key,
+    )
+
+
+def _resume_flow(
+    client: _Base,
+    entry: Entry,
+    book: _Book,
+    *,
+    output: str | None,
+    format: files.ImageFormat | None,
+    timeout: float | None,
+    on_update: OnUpdate | None,
+) -> Flow:
+    if entry.sandbox:
+        book.update(status="gone")
+        what = f"task {entry.task_id}" if entry.task_id else "this task"
+        raise errors.NotFoundError(
+            f"{what} was made in a one-run sandbox (--sandbox), which ended with that command; "
+            "there is nothing to resume (it cost nothing).",
+            task_id=entry.task_id,
+        )
+    job, target = job_from(entry)
+    if output is not None or format is not None:
+        target = files.check_target(output or str(target.folder), format, overwrite=True)
+    if entry.status == "completed" and entry.paths and all(Path(p).is_file() for p in entry.paths):
+        assert entry.task_id is not None
+        return JobResult(
+            entry.task_id,
+            "completed",
+            tuple(Path(p) for p in entry.paths),
+            entry.cost,
+            tuple(entry.urls),
+            entry.id,
+            None,
+            entry.idempotency_key,
+        )
+    request = _stored_request(entry)
+    book.durations(client, request)
+    if entry.task_id is None:
+        # The create got no answer (dropped, or the process died): send the same body with the
+        # same key, so RunAPI answers with the task it may already have made.
+        if not entry.idempotency_key:
+            raise errors.ValidationError("this history row has no idempotency key to resume by")
+        if request is None:
+            draft = client.draft(job.action, job.prompt, job.sources, job.options())
+            request = yield ("prepare", (draft,), {})
+        task: Task | str = yield from _submitted(request, entry.idempotency_key, book, on_update)
+    elif request is not None:
+        task = Task(entry.task_id, job.action, "unknown", request=request)
+    else:
+        task = entry.task_id
+    return (yield from _finish_flow(client, task, job, target, book, timeout, on_update))
+
+
+def _stored_request(entry: Entry) -> TaskRequest | None:
+    if not entry.request or entry.action not in contract.ACTIONS:
+        return None
+    try:
+        return TaskRequest.from_body(entry.action, entry.request)
+    except ValueError:
+        return None
+
+
+def job_from(entry: Entry) -> tuple[Job, files.Target]:
+    """The job a history row recorded, and where its files go (older rows: the current folder)."""
+    record = entry.job or {}
+    action: contract.Action = "remix_image" if entry.action == "remix_image" else "text_to_image"
+    target_data = record.get("target")
+    target = (
+        files.Target.from_json(target_data)
+        if isinstance(target_data, dict) and target_data.get("folder")
+        else files.Target(Path.cwd())
+    )
+    job = Job(
+        action=action,
+        prompt=entry.prompt,
+        sources=tuple(record.get("sources") or entry.params.get("sources") or ()),
+        model=str(record.get("model") or entry.model or "pro"),
+        aspect_ratio=record.get("aspect_ratio", entry.params.get("aspect_ratio")),
+        resolution=record.get("resolution", entry.params.get("resolution")),
+        safety_checker=record.get("safety_checker"),
+        callback_url=record.get("callback_url"),
+        format=target.format,
+        overwrite=target.overwrite,
+        idempotency_key=entry.idempotency_key or str(uuid.uuid4()),
+        created_at=float(record.get("created_at") or entry.created_at),
+    )
+    return job, target
+
+
+def find(history: History, ref: str) -> Entry | None:
+    """The row of a task id or idempotency key."""
+    return history.find(ref)
+
+
+def adopt(history: History | None, task_id: str, base_url: str) -> Entry:
+    """A task made elsewhere (another machine, a script): a row, so it is in the history too."""
+    from fluxclaw.core import check_task_id
+
+    task_id = check_task_id(task_id)
+    now = time.time()
+    entry = Entry(
+        id=0,
+        task_id=task_id,
+        action="text_to_image",
+        model="",
+        prompt="",
+        status="processing",
+        created_at=now,
+        updated_at=now,
+        base_url=base_url,
+        job={"target": files.Target(Path.cwd()).to_json(), "created_at": now},
+    )
+    if history is not None:
+        entry.id = history.start(
+            action="text_to_image",
+            model="",
+            prompt="",
+            params={},
+            idempotency_key=None,
+            base_url=base_url,
+            job=entry.job,
+            task_id=task_id,
+        )
+    return entry
+
+
+# -- drivers -------------------------------------------------------------------------------------
+
+
+def _drive(client: Client, flow: Flow, book: _Book) -> JobResult:
+    reply: Any = None
+    failure: BaseException | None = None
+    while True:
+        try:
+            name, args, kwargs = flow.throw(failure) if failure else flow.send(reply)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except Exception:
+            raise
+        except BaseException:
+            book.abandoned()
+            raise
+        try:
+            reply, failure = getattr(client, name)(*args, **kwargs), None
+        except BaseException as exc:  # handed to the flow, which records it and re-raises
+            reply, failure = None, exc
+
+
+async def _adrive(client: AsyncClient, flow: Flow, book: _Book) -> JobResult:
+    reply: Any = None
+    failure: BaseException | None = None
+    while True:
+        try:
+            name, args, kwargs = flow.throw(failure) if failure else flow.send(reply)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except Exception:
+            raise
+        except BaseException:  # cancelled: the row stays resumable
+            book.abandoned()
+            raise
+        try:
+            reply, failure = await getattr(client, name)(*args, **kwargs), None
+        except BaseException as exc:
+            reply, failure = None, exc
+
+
+# -- public entry points ---------------------------------------------------------------------------
+
+
+def run(
+    client: Client,
+    job: Job,
+    *,
+    history: History | None = None,
+    wait: bool = True,
+    timeout: float | None = None,
+    on_update: OnUpdate | None = None,
+    sandbox: bool = False,
+) -> JobResult:
+    """Run `job` to saved files (or, with `wait=False`, to a submitted task)."""
+    book = _Book(history)
+    flow = _create_flow(
+        client,
+        job,
+        book,
+        sandbox=sandbox,
+        wait=wait,
+        timeout=timeout,
+        on_update=on_update,
+    )
+    return _drive(client, flow, book)
+
+
+async def arun(
+    client: AsyncClient,
+    job: Job,
+    *,
+    history: History | None = None,
+    wait: bool = True,
+    timeout: float | None = None,
+    on_update: OnUpdate | None = None,
+    sandbox: bool = False,
+) -> JobResult:
+    book = _Book(history)
+    flow = _create_flow(
+        client,
+        job,
+        book,
+        sandbox=sandbox,
+        wait=wait,
+        timeout=timeout,
+        on_update=on_update,
+    )
+    return await _adrive(client, flow, book)
+
+
+def resume(
+    client: Client,
+    entry: Entry,
+    *,
+    history: History | None = None,
+    output: str | None = None,
+    format: files.ImageFormat | None = None,
+    timeout: float | None = None,
+    on_update: OnUpdate | None = None,
+) -> JobResult:
+    """Finish a recorded job: wait for its task, or resend its unanswered create (same key),
+    then save its files where and as the original run would have."""
+    book = _Book(history, entry.id or None, entry.task_id, entry.status)
+    flow = _resume_flow(
+        client,
+        entry,
+        book,
+        output=output,
+        format=format,
+        timeout=timeout,
+        on_update=on_update,
+    )
+    return _drive(client, flow, book)
+
+
+async def aresume(
+    client: AsyncClient,
+    entry: Entry,
+    *,
+    history: History | None = None,
+    output: str | None = None,
+    format: files.ImageFormat | None = None,
+    timeout: float | None = None,
+    on_update: OnUpdate | None = None,
+) -> JobResult:
+    book = _Book(history, entry.id or None, entry.task_id, entry.status)
+    flow = _resume_flow(
+        client,
+        entry,
+        book,
+        output=output,
+        format=format,
+        timeout=timeout,
+        on_update=on_update,
+    )
+    return await _adrive(client, flow, book)
+
+
+__all__ = ["Job", "JobResult", "adopt", "aresume", "arun", "find", "job_from", "resume", "run"]
