@@ -286,7 +286,9 @@ def _finish_flow(
     book.update(status="unsaved", cost=result.cost_usd, urls=urls)
     stem = files.stem_for(job.created_at, job.prompt, task_id)
     try:
-        saved = yield ("save", (result,), {"target": target, "stem": stem})
+        saved = yield (
+            "save", (result,), {"target": target, "stem": stem, "overwrite": target.overwrite}
+        )
     except (errors.FluxclawError, OSError) as error:
         reason = error.message if isinstance(error, errors.FluxclawError) else str(error)
         cost = "" if result.cost_usd is None else f" (${result.cost_usd:.2f})"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -285,3 +287,29 @@ async def test_failed_and_timed_out_tasks_are_tool_errors(
     assert not pending.is_error
     assert f"is {still}" in text_of(pending) or "is processing" in text_of(pending)
     assert still in ("pending", "processing")
+
+
+async def test_mcp_tasks_are_in_the_history(
+    connect: Connect,
+    api: tuple[list[str], dict[str, str]],
+    fluxclaw_sandbox: Any,
+    cli_env: dict[str, str],
+    work: Path,
+) -> None:
+    args, env = api
+    async with connect(*args, env=env) as session:
+        result = await session.call_tool("generate", {"prompt": "a brass compass on a map"})
+    assert not result.is_error, text_of(result)
+    task_id = result.structured_content["task_id"]
+    listed = subprocess.run(
+        [FLUXCLAW, "history", "--json"],
+        env={**cli_env, **env},
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    [row] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert row["task_id"] == task_id and row["status"] == "completed"
+    assert row["prompt"] == "a brass compass on a map" and row["cost"] == 0.05
+    assert row["base_url"] == fluxclaw_sandbox.base_url and not row["sandbox"]
+    assert row["paths"] == result.structured_content["paths"]

@@ -1,0 +1,145 @@
+"""The job engine as a library user sees it: opt-in history, resume by id or key, and generation
+times that a new process starts from."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fluxclaw
+from fluxclaw import PollPolicy, jobs
+from fluxclaw.history import History
+
+POLL = PollPolicy(time_scale=0.01)
+
+
+def test_generate_has_no_side_effects_unless_asked(
+    fluxclaw_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("FLUXCLAW_DATA_DIR", str(data_dir))
+    monkeypatch.chdir(tmp_path)
+    with fluxclaw.Client(
+        api_key=fluxclaw_sandbox.api_key, base_url=fluxclaw_sandbox.base_url, poll=POLL
+    ) as client:
+        result = client.generate("a striped umbrella on sand")
+        done = jobs.run(client, jobs.Job.generate("a striped umbrella on sand", output="out/"))
+    assert result.status == "completed" and done.paths[0].parent == tmp_path / "out"
+    assert not data_dir.exists()  # neither call wrote a history
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_an_explicit_history_records_the_whole_job(fluxclaw_sandbox: Any, tmp_path: Path) -> None:
+    history = History(tmp_path / "h.sqlite")
+    job = jobs.Job.generate(
+        "a blue door in a white wall",
+        model="flex",
+        aspect_ratio="2:3",
+        output=str(tmp_path / "doors") + "/",
+        format="webp",
+    )
+    with fluxclaw.Client(
+        api_key=fluxclaw_sandbox.api_key, base_url=fluxclaw_sandbox.base_url, poll=POLL
+    ) as client:
+        done = jobs.run(client, job, history=history)
+    [entry] = history.search()
+    assert entry.task_id == done.task_id and entry.status == "completed"
+    assert entry.idempotency_key == job.idempotency_key
+    assert entry.base_url == fluxclaw_sandbox.base_url and entry.cost == 0.14
+    assert entry.request is not None and entry.request["model"] == "flux-2-flex-text-to-image"
+    assert entry.job["target"]["folder"] == str(tmp_path / "doors")
+    assert entry.paths == [str(done.paths[0])] and done.paths[0].suffix == ".webp"
+    sidecar = json.loads(done.paths[0].with_name(done.paths[0].name + ".json").read_text())
+    assert sidecar["prompt"] == job.prompt and sidecar["aspect_ratio"] == "2:3"
+    # Resuming a finished job sends nothing and gives the same files.
+    before = len(fluxclaw_sandbox.requests())
+    with fluxclaw.Client(
+        api_key=fluxclaw_sandbox.api_key, base_url=fluxclaw_sandbox.base_url
+    ) as client:
+        again = jobs.resume(client, entry, history=history)
+    assert again.paths == done.paths and len(fluxclaw_sandbox.requests()) == before
+
+
+async def test_async_resume_by_key_after_a_dropped_create(
+    fluxclaw_sandbox: Any, tmp_path: Path
+) -> None:
+    history = History(tmp_path / "h.sqlite")
+    fluxclaw_sandbox.configure(faults={"drop": 1.0})
+    job = jobs.Job.generate("a wooden boat [sandbox:seconds=0.2]", output=str(tmp_path) + "/")
+    retry = fluxclaw.RetryPolicy(max_attempts=2, backoff_base=0.01)
+    async with fluxclaw.AsyncClient(
+        api_key=fluxclaw_sandbox.api_key,
+        base_url=fluxclaw_sandbox.base_url,
+        poll=POLL,
+        retry=retry,
+    ) as client:
+        with pytest.raises(fluxclaw.NetworkError) as failure:
+            await jobs.arun(client, job, history=history)
+        assert f"fluxclaw resume {job.idempotency_key}" in str(failure.value)
+        entry = history.find(job.idempotency_key)
+        assert entry is not None and entry.status == "unanswered" and entry.task_id is None
+        fluxclaw_sandbox.configure(faults={})
+        done = await jobs.aresume(client, entry, history=history)
+    [task] = fluxclaw_sandbox.tasks()
+    assert done.task_id == task["id"] and done.paths[0].is_file()
+    fluxclaw_sandbox.wait_until(lambda: fluxclaw_sandbox.ledger()["charges"])
+    assert len(fluxclaw_sandbox.ledger()["charges"]) == 1
+
+
+def test_learned_generation_times_reach_the_next_client(
+    fluxclaw_sandbox: Any, tmp_path: Path
+) -> None:
+    history = History(tmp_path / "h.sqlite")
+    base = fluxclaw_sandbox.base_url
+    key = ("flux-2-pro-text-to-image", "1k")
+    with fluxclaw.Client(api_key=fluxclaw_sandbox.api_key, base_url=base) as client:
+        for _ in range(3):
+            jobs.run(
+                client,
+                jobs.Job.generate("a small cactus", output=str(tmp_path) + "/"),
+                history=history,
+            )
+        learned = client.durations.snapshot(key)
+    assert len(learned["first_polls"]) == 3
+    stored = history.load_durations(base, *key)
+    assert stored is not None and stored["first_polls"] == learned["first_polls"]
+    with fluxclaw.Client(api_key=fluxclaw_sandbox.api_key, base_url=base) as fresh:
+        cold = fresh.durations.plan(key, "pro", "1k").first  # nothing learned yet
+        jobs.run(
+            fresh, jobs.Job.generate("a small cactus", output=str(tmp_path) + "/"), history=history
+        )
+        assert fresh.durations.snapshot(key)["first_polls"][:3] == learned["first_polls"]
+    # The sandbox at speed 100 is far faster than the contract: what was learned moves the
+    # first poll well before the cold client's.
+    warm = History(tmp_path / "h.sqlite").load_durations(base, *key)
+    assert warm is not None and warm["rescaled"] is not None
+    assert warm["rescaled"] < cold
+
+
+def test_jobs_in_asyncio_gather_each_get_a_row(fluxclaw_sandbox: Any, tmp_path: Path) -> None:
+    history = History(tmp_path / "h.sqlite")
+
+    async def main() -> list[jobs.JobResult]:
+        async with fluxclaw.AsyncClient(
+            api_key=fluxclaw_sandbox.api_key, base_url=fluxclaw_sandbox.base_url, poll=POLL
+        ) as client:
+            return await asyncio.gather(
+                *(
+                    jobs.arun(
+                        client,
+                        jobs.Job.generate(f"a lamp number {i}", output=str(tmp_path) + "/"),
+                        history=history,
+                    )
+                    for i in range(5)
+                )
+            )
+
+    done = asyncio.run(main())
+    assert len({d.paths[0] for d in done}) == 5
+    rows = history.search(limit=10)
+    assert sorted(r.task_id or "" for r in rows) == sorted(d.task_id for d in done)
+    assert {r.status for r in rows} == {"completed"}
