@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/http_stacks.py --write
 	$(BIN)/python bench/sandbox_load.py --write
 	$(BIN)/python bench/cli_startup.py --write
+	$(BIN)/python bench/cold_cli.py --write
 
 clean:
 	rm -rf $(VENV) out

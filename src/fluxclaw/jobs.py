@@ -287,7 +287,9 @@ def _finish_flow(
     stem = files.stem_for(job.created_at, job.prompt, task_id)
     try:
         saved = yield (
-            "save", (result,), {"target": target, "stem": stem, "overwrite": target.overwrite}
+            "save",
+            (result,),
+            {"target": target, "stem": stem, "overwrite": target.overwrite},
         )
     except (errors.FluxclawError, OSError) as error:
         reason = error.message if isinstance(error, errors.FluxclawError) else str(error)
