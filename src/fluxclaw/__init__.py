@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         InsufficientCreditsError,
         NetworkError,
         NotFoundError,
+        NotSavedError,
         RateLimitError,
         ServerError,
         TaskFailedError,
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from fluxclaw.files import SavedImage
+    from fluxclaw.history import History
+    from fluxclaw.jobs import Job, JobResult
     from fluxclaw.models import Image, Result, Task, TaskStatus
     from fluxclaw.polling import PollPolicy
     from fluxclaw.pricing import CostEstimate, estimate_cost
@@ -50,6 +53,9 @@ _EXPORTS: dict[str, str] = {
     "TaskStatus": "fluxclaw.models",
     "Image": "fluxclaw.models",
     "SavedImage": "fluxclaw.files",
+    "History": "fluxclaw.history",
+    "Job": "fluxclaw.jobs",
+    "JobResult": "fluxclaw.jobs",
     "PollPolicy": "fluxclaw.polling",
     "RetryPolicy": "fluxclaw.transport",
     "CostEstimate": "fluxclaw.pricing",
@@ -78,6 +84,7 @@ _EXPORTS: dict[str, str] = {
             "TaskTimeoutError",
             "UnknownStatusError",
             "DownloadError",
+            "NotSavedError",
         )
     },
 }
@@ -92,10 +99,14 @@ __all__ = [
     "CostEstimate",
     "DownloadError",
     "FluxclawError",
+    "History",
     "Image",
     "InsufficientCreditsError",
+    "Job",
+    "JobResult",
     "NetworkError",
     "NotFoundError",
+    "NotSavedError",
     "PollPolicy",
     "RateLimitError",
     "Result",

@@ -325,14 +325,7 @@ def _resume_flow(
     timeout: float | None,
     on_update: OnUpdate | None,
 ) -> Flow:
-    if entry.sandbox:
-        book.update(status="gone")
-        what = f"task {entry.task_id}" if entry.task_id else "this task"
-        raise errors.NotFoundError(
-            f"{what} was made in a one-run sandbox (--sandbox), which ended with that command; "
-            "there is nothing to resume (it cost nothing).",
-            task_id=entry.task_id,
-        )
+    refuse_gone(entry, book.history)
     job, target = job_from(entry)
     if output is not None or format is not None:
         target = files.check_target(output or str(target.folder), format, overwrite=True)
@@ -364,6 +357,20 @@ def _resume_flow(
     else:
         task = entry.task_id
     return (yield from _finish_flow(client, task, job, target, book, timeout, on_update))
+
+
+def refuse_gone(entry: Entry, history: History | None) -> None:
+    """A task of a one-run sandbox (`--sandbox`) ended with it: say so, before any request."""
+    if not entry.sandbox:
+        return
+    if history is not None and entry.id:
+        history.update(entry.id, status="gone")
+    what = f"task {entry.task_id}" if entry.task_id else "this task"
+    raise errors.NotFoundError(
+        f"{what} was made in a one-run sandbox (--sandbox), which ended with that command; "
+        "there is nothing to resume (it cost nothing).",
+        task_id=entry.task_id,
+    )
 
 
 def _stored_request(entry: Entry) -> TaskRequest | None:
@@ -400,11 +407,6 @@ def job_from(entry: Entry) -> tuple[Job, files.Target]:
         created_at=float(record.get("created_at") or entry.created_at),
     )
     return job, target
-
-
-def find(history: History, ref: str) -> Entry | None:
-    """The row of a task id or idempotency key."""
-    return history.find(ref)
 
 
 def adopt(history: History | None, task_id: str, base_url: str) -> Entry:
@@ -578,4 +580,14 @@ async def aresume(
     return await _adrive(client, flow, book)
 
 
-__all__ = ["Job", "JobResult", "adopt", "aresume", "arun", "find", "job_from", "resume", "run"]
+__all__ = [
+    "Job",
+    "JobResult",
+    "adopt",
+    "aresume",
+    "arun",
+    "job_from",
+    "refuse_gone",
+    "resume",
+    "run",
+]

@@ -330,6 +330,8 @@ def finish_one(
 
     history = History()
     entry = history.find(ref)
+    if entry is not None:
+        jobs.refuse_gone(entry, history)  # before asking for a key it would not need
     openclaw = openclaw or bool(os.environ.get(OPENCLAW_ENV))
     if openclaw and not output:
         output = AGENT_OUTPUT_DIR
