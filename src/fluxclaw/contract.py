@@ -48,6 +48,9 @@ PROMPT_MIN: Final = 3
 PROMPT_MAX: Final = 5000
 MAX_SOURCES: Final = 8
 HEADER_VALUE_MAX: Final = 512  # Idempotency-Key and X-Client-Request-Id
+# RunAPI publishes no size limit for uploaded files; the client refuses and the sandbox rejects
+# anything larger than this, so both fail the same way before money is involved.
+UPLOAD_MAX_BYTES: Final = 25 * 1024 * 1024
 
 FIELDS: Final[dict[Action, frozenset[str]]] = {
     "text_to_image": frozenset(

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import httpx
 
-from fluxclaw import errors
+from fluxclaw import contract, errors
 from fluxclaw.transport import (
     DEFAULT_RETRY,
     RETRY_STATUSES,
@@ -48,7 +48,7 @@ EXTENSIONS: dict[str, ImageFormat] = {
 SUFFIX: dict[ImageFormat, str] = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 MIME: dict[ImageFormat, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
-MAX_UPLOAD_BYTES = 32 * 1024 * 1024
+MAX_UPLOAD_BYTES = contract.UPLOAD_MAX_BYTES
 CHUNK = 64 * 1024
 
 
