@@ -1,8 +1,9 @@
-"""`Client` and `AsyncClient`: generate, remix, submit, get, wait, save, and the money calls.
+"""`Client` and `AsyncClient`: the public methods, each a one-line run of a shared flow.
 
-Both drive the same sans-I/O core (`fluxclaw.core`) and the same transport (`fluxclaw.transport`,
-where retries live), so they differ only in how they send and sleep. Create options are the
-`CreateOptions` keywords: model, aspect_ratio, resolution, safety_checker, callback_url,
+The logic of every operation (retries, polling, uploads, saving) is written once in
+`fluxclaw._flows` as a generator of I/O steps. The two classes differ only in how they run a
+step: `Client` blocks, `AsyncClient` awaits (and runs Pillow off the event loop). Create options
+are the `CreateOptions` keywords: model, aspect_ratio, resolution, safety_checker, callback_url,
 idempotency_key, client_request_id, extra_body.
 """
 
@@ -13,25 +14,23 @@ import inspect
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from types import TracebackType
-from typing import Any, Self, Unpack
+from typing import Any, Self, TypeVar, Unpack
 
 import httpx
 
-from fluxclaw import contract, errors, files
-from fluxclaw.core import (
-    DEFAULT_WAIT_TIMEOUT,
-    Core,
-    CreateOptions,
-    HintSource,
-    ImageSource,
-    OnUpdate,
-    account_body,
-    callback_for,
-    split_sources,
+from fluxclaw import _flows as flows
+from fluxclaw import contract, files
+from fluxclaw._flows import (
+    GenerateOptions,
+    QuoteOptions,
+    SaveOptions,
+    SendOptions,
+    SubmitOptions,
+    WaitOptions,
 )
+from fluxclaw.core import DEFAULT_WAIT_TIMEOUT, Core, CreateOptions, Draft, ImageSource, OnUpdate
 from fluxclaw.models import Image, Result, Task, TaskRequest, TaskStatus
 from fluxclaw.polling import DurationStats, PollPolicy, Preset
 from fluxclaw.pricing import CostEstimate
@@ -44,16 +43,10 @@ from fluxclaw.transport import (
     plain_client,
 )
 
+T = TypeVar("T")
 Dest = str | os.PathLike[str] | None
-
-
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """A checked request whose local source images are read but not uploaded yet."""
-
-    request: TaskRequest
-    options: CreateOptions
-    local: Mapping[int, tuple[bytes, str]]
+BALANCE = Call("GET", "/api/v1/me/balance")
+ME = Call("GET", "/api/v1/me")
 
 
 class _Base:
@@ -117,48 +110,7 @@ class _Base:
     ) -> Draft:
         """Check everything, local files included, before the first upload or create; no I/O
         but reading local files. `prepare` uploads them, `submit` sends the create."""
-        options = options or {}
-        urls, local = split_sources(images) if action == "remix_image" else ([], {})
-        request = self._core.build_request(
-            action, prompt, options, urls if action == "remix_image" else None
-        )
-        self._core.check_create(options)
-        return Draft(request, options, local)
-
-    def _save_plan(
-        self,
-        result: Result,
-        dest: Dest,
-        format: files.ImageFormat | None,
-        stem: str | None,
-        target: files.Target | None,
-    ) -> list[tuple[Image, Path, files.ImageFormat | None]]:
-        """Each image with its path: the target's, else `dest` checked (after paying, an
-        existing file is not refused: `store` numbers the new one instead)."""
-        target = target or files.check_target(dest, format, overwrite=True)
-        paths = target.paths(len(result.images), stem or result.task_id)
-        return [(image, p, f) for image, (p, f) in zip(result.images, paths, strict=True)]
-
-    def _store(
-        self,
-        data: bytes,
-        image: Image,
-        path: Path,
-        fmt: files.ImageFormat | None,
-        quality: int | None,
-        sidecar: bool,
-        overwrite: bool,
-    ) -> files.SavedImage:
-        return files.store(
-            data,
-            path,
-            fmt=fmt,
-            quality=quality,
-            metadata=image.metadata,
-            sidecar=sidecar,
-            url=image.url,
-            overwrite=overwrite,
-        )
+        return self._core.draft(action, prompt, images, options or {})
 
 
 class Client(_Base):
@@ -188,11 +140,7 @@ class Client(_Base):
         )
         settings = self._core.settings
         self._session = Session(
-            settings.api_key,
-            settings.base_url,
-            policy=self._core.retry,
-            timeout=http_timeout,
-            transport=transport,
+            settings.api_key, settings.base_url, timeout=http_timeout, transport=transport
         )
         self._plain = plain_client(http_timeout)
 
@@ -208,158 +156,91 @@ class Client(_Base):
         self._session.close()
         self._plain.close()
 
+    def _run(self, flow: flows.Flow[T]) -> T:
+        outcome: Any = None
+        failure: BaseException | None = None
+        while not isinstance(step := flows.advance(flow, outcome, failure), flows.Done):
+            try:
+                outcome, failure = self._do(step), None
+            except BaseException as exc:  # thrown into the flow, which may handle it
+                outcome, failure = None, exc
+        return step.value
+
+    def _do(self, step: flows.Step) -> Any:
+        match step:
+            case flows.Exchange(call):
+                return self._session.exchange(call)
+            case flows.Fetch(url, max_bytes, task_id):
+                return files.fetch(self._plain, url, max_bytes, task_id)
+            case flows.Put(url, data, headers):
+                return files.put(self._plain, url, data, headers)
+            case flows.Sleep(seconds):
+                return time.sleep(seconds)
+            case flows.Listen(hints, task_id, timeout):
+                return hints.wait_for(task_id, timeout)
+            case flows.Notify(on_update, status):
+                return on_update(status)
+            case flows.Work(func, args, kwargs):
+                return func(*args, **kwargs)
+
     # -- tasks -----------------------------------------------------------------------------------
 
-    def generate(
-        self,
-        prompt: str,
-        *,
-        timeout: float | None = None,
-        on_update: OnUpdate | None = None,
-        receiver: HintSource | None = None,
-        **options: Unpack[CreateOptions],
-    ) -> Result:
-        """Create a text-to-image task and wait for its images."""
-        task = self.submit_generate(prompt, on_update=on_update, **callback_for(options, receiver))
-        return self.wait(task, timeout=timeout, on_update=on_update, receiver=receiver)
+    def generate(self, prompt: str, **options: Unpack[GenerateOptions]) -> Result:
+        """Create a text-to-image task and wait for its images (options: `CreateOptions` and
+        timeout, on_update, receiver)."""
+        return self._bind(self._run(flows.make(self._core, "text_to_image", prompt, (), options)))
 
     def remix(
-        self,
-        prompt: str,
-        images: Sequence[ImageSource],
-        *,
-        timeout: float | None = None,
-        on_update: OnUpdate | None = None,
-        receiver: HintSource | None = None,
-        **options: Unpack[CreateOptions],
+        self, prompt: str, images: Sequence[ImageSource], **options: Unpack[GenerateOptions]
     ) -> Result:
         """Create a remix task from URLs, local paths or bytes (uploaded first) and wait."""
-        task = self.submit_remix(
-            prompt, images, on_update=on_update, **callback_for(options, receiver)
-        )
-        return self.wait(task, timeout=timeout, on_update=on_update, receiver=receiver)
+        return self._bind(self._run(flows.make(self._core, "remix_image", prompt, images, options)))
 
-    def submit_generate(
-        self, prompt: str, *, on_update: OnUpdate | None = None, **options: Unpack[CreateOptions]
-    ) -> Task:
+    def submit_generate(self, prompt: str, **options: Unpack[SubmitOptions]) -> Task:
         """Create a text-to-image task and return its handle at once."""
-        draft = self.draft("text_to_image", prompt, (), options)
-        return self._create(draft.request, options, on_update)
+        return self._run(flows.submit_new(self._core, "text_to_image", prompt, (), options))
 
     def submit_remix(
-        self,
-        prompt: str,
-        images: Sequence[ImageSource],
-        *,
-        on_update: OnUpdate | None = None,
-        **options: Unpack[CreateOptions],
+        self, prompt: str, images: Sequence[ImageSource], **options: Unpack[SubmitOptions]
     ) -> Task:
         """Create a remix task (uploading local images first) and return its handle at once."""
-        request = self.prepare(self.draft("remix_image", prompt, images, options))
-        return self._create(request, options, on_update)
+        return self._run(flows.submit_new(self._core, "remix_image", prompt, images, options))
 
     def prepare(self, draft: Draft) -> TaskRequest:
         """The draft's request with its local images uploaded (temporary URLs, 1 hour)."""
-        if not draft.local:
-            return draft.request
-        urls = list(draft.request.body["source_image_urls"])
-        for index, (data, name) in draft.local.items():
-            urls[index] = self._upload(data, name)
-        return self._core.build_request("remix_image", draft.request.prompt, draft.options, urls)
+        return self._run(flows.prepare(self._core, draft))
 
-    def submit(
-        self,
-        request: TaskRequest,
-        *,
-        idempotency_key: str | None = None,
-        on_update: OnUpdate | None = None,
-    ) -> Task:
+    def submit(self, request: TaskRequest, **options: Unpack[SendOptions]) -> Task:
         """Send a prepared request; the same request and key again replay the same task."""
-        return self._create(request, {"idempotency_key": idempotency_key}, on_update)
+        return self._run(flows.submit(self._core, request, options))
 
     def get(self, task: str | Task, *, action: contract.Action | None = None) -> TaskStatus:
         """One status answer for a task, without waiting."""
-        wait = self._core.waiter(task, action, None, None, None)
-        while True:
-            try:
-                return wait.observe(self._session.send(wait.call))[0]
-            except errors.NotFoundError as error:
-                if not wait.not_found(error):
-                    raise
+        return self._run(flows.get(self._core, task, action))
 
-    def wait(
-        self,
-        task: str | Task,
-        *,
-        action: contract.Action | None = None,
-        timeout: float | None = None,
-        on_update: OnUpdate | None = None,
-        receiver: HintSource | None = None,
-    ) -> Result:
+    def wait(self, task: str | Task, **options: Unpack[WaitOptions]) -> Result:
         """Wait until the task ends; its id alone is enough (after a timeout, a crash, or --async).
 
         Raises TaskFailedError, TaskTimeoutError (resumable) or UnknownStatusError, each with
         the task id. With a `receiver`, a callback wakes the wait instead of the poll schedule.
         """
-        wait = self._core.waiter(task, action, timeout, on_update, receiver)
-        while True:
-            delay = wait.delay()
-            if wait.listening and receiver is not None:
-                wait.hint_spent = receiver.wait_for(wait.task.id, delay)
-            elif delay > 0:
-                time.sleep(delay)
-            try:
-                status, result = wait.observe(self._session.send(wait.call, deadline=wait.deadline))
-            except errors.NotFoundError as error:
-                if wait.not_found(error):
-                    continue
-                raise wait.annotate(error) from None
-            except errors.FluxclawError as error:
-                raise wait.annotate(error) from None
-            if on_update is not None:
-                on_update(status)
-            if result is not None:
-                return replace(result, client=self)
-            wait.after_update(status)
+        return self._bind(self._run(flows.wait(self._core, task, **options)))
 
-    def _create(
-        self, request: TaskRequest, options: CreateOptions, on_update: OnUpdate | None
-    ) -> Task:
-        call, key = self._core.create_call(request, options)
-        started = time.monotonic()
-        try:
-            reply = self._session.send(call)
-        except errors.FluxclawError as error:
-            raise self._core.create_failed(error, key) from None
-        task = self._core.task_from(reply, request, key, started)
-        if on_update is not None:
-            on_update(self._core.submitted(task))
-        return task
+    def _bind(self, result: Result) -> Result:
+        return replace(result, client=self)
 
     # -- files -----------------------------------------------------------------------------------
 
     def upload(self, source: ImageSource) -> str:
         """Upload a local image (path or bytes); returns its temporary URL (valid for 1 hour)."""
-        data, name = files.read_source(source, 0)
-        return self._upload(data, name)
+        return self._run(flows.upload(self._core, *files.read_source(source, 0)))
 
-    def _upload(self, data: bytes, name: str) -> str:
-        prepared = self._session.send(files.prepare_call(data, name))
-        signed_id, url, headers = files.upload_target(prepared.body)
-        files.put(self._plain, url, data, headers, self._core.retry)
-        return files.file_url(self._session.send(files.confirm_call(signed_id)).body)
+    def read(self, image: Image) -> bytes:
+        """An image's bytes (pooled, size-capped, retried, never with the key)."""
+        return self._run(flows.download(self._core, image.url, image.metadata.get("task_id")))
 
     def save(
-        self,
-        result: Result,
-        dest: Dest = None,
-        *,
-        format: files.ImageFormat | None = None,
-        quality: int | None = None,
-        sidecar: bool = True,
-        stem: str | None = None,
-        overwrite: bool = False,
-        target: files.Target | None = None,
+        self, result: Result, dest: Dest = None, **options: Unpack[SaveOptions]
     ) -> list[files.SavedImage]:
         """Download a result's images (pooled, key-free connection) into a folder or file name.
 
@@ -367,17 +248,7 @@ class Client(_Base):
         `cat.webp` picks the format too. An existing file is kept unless `overwrite`: a
         different image gets the next free numbered name.
         """
-        saved = []
-        for image, path, fmt in self._save_plan(result, dest, format, stem, target):
-            data = files.download(
-                self._plain,
-                image.url,
-                max_bytes=self._core.max_image_bytes,
-                policy=self._core.retry,
-                task_id=result.task_id,
-            )
-            saved.append(self._store(data, image, path, fmt, quality, sidecar, overwrite))
-        return saved
+        return self._run(flows.save(self._core, result, dest, options))
 
     # -- money and account ---------------------------------------------------------------------
 
@@ -385,25 +256,17 @@ class Client(_Base):
         self, *, action: contract.Action | None = None, model: str | None = None
     ) -> dict[str, Any]:
         """The server's price schedules for Flux 2 (no key needed)."""
-        return account_body(self._session.send(self._core.schedules_call(action, model)))
+        return self._run(flows.account(self._core, self._core.schedules_call(action, model)))
 
-    def quote(
-        self,
-        prompt: str,
-        *,
-        action: contract.Action = "text_to_image",
-        source_image_urls: Sequence[str] | None = None,
-        **options: Unpack[CreateOptions],
-    ) -> dict[str, Any]:
+    def quote(self, prompt: str, **options: Unpack[QuoteOptions]) -> dict[str, Any]:
         """The server's price quote for one request, validated first (no key needed)."""
-        request = self._core.build_request(action, prompt, options, source_image_urls)
-        return account_body(self._session.send(self._core.quote_call(request)))
+        return self._run(flows.quote(self._core, prompt, options))
 
     def balance(self) -> dict[str, Any]:
-        return account_body(self._session.send(Call("GET", "/api/v1/me/balance")))
+        return self._run(flows.account(self._core, BALANCE))
 
     def me(self) -> dict[str, Any]:
-        return account_body(self._session.send(Call("GET", "/api/v1/me")))
+        return self._run(flows.account(self._core, ME))
 
 
 class AsyncClient(_Base):
@@ -433,11 +296,7 @@ class AsyncClient(_Base):
         )
         settings = self._core.settings
         self._session = AsyncSession(
-            settings.api_key,
-            settings.base_url,
-            policy=self._core.retry,
-            timeout=http_timeout,
-            transport=transport,
+            settings.api_key, settings.base_url, timeout=http_timeout, transport=transport
         )
         self._plain = async_plain_client(http_timeout)
 
@@ -455,183 +314,92 @@ class AsyncClient(_Base):
 
     close = aclose
 
-    async def generate(
-        self,
-        prompt: str,
-        *,
-        timeout: float | None = None,
-        on_update: OnUpdate | None = None,
-        receiver: HintSource | None = None,
-        **options: Unpack[CreateOptions],
-    ) -> Result:
-        task = await self.submit_generate(
-            prompt, on_update=on_update, **callback_for(options, receiver)
-        )
-        return await self.wait(task, timeout=timeout, on_update=on_update, receiver=receiver)
+    async def _run(self, flow: flows.Flow[T]) -> T:
+        outcome: Any = None
+        failure: BaseException | None = None
+        while not isinstance(step := flows.advance(flow, outcome, failure), flows.Done):
+            try:
+                outcome, failure = await self._do(step), None
+            except BaseException as exc:  # cancellation too: the flow may record it
+                outcome, failure = None, exc
+        return step.value
+
+    async def _do(self, step: flows.Step) -> Any:
+        match step:
+            case flows.Exchange(call):
+                return await self._session.exchange(call)
+            case flows.Fetch(url, max_bytes, task_id):
+                return await files.afetch(self._plain, url, max_bytes, task_id)
+            case flows.Put(url, data, headers):
+                return await files.aput(self._plain, url, data, headers)
+            case flows.Sleep(seconds):
+                return await asyncio.sleep(seconds)
+            case flows.Listen(hints, task_id, timeout):
+                return await hints.await_for(task_id, timeout)
+            case flows.Notify(on_update, status):
+                return await _call(on_update, status)
+            case flows.Work(func, args, kwargs):
+                return await asyncio.to_thread(func, *args, **kwargs)  # Pillow off the loop
+
+    async def generate(self, prompt: str, **options: Unpack[GenerateOptions]) -> Result:
+        flow = flows.make(self._core, "text_to_image", prompt, (), options)
+        return self._bind(await self._run(flow))
 
     async def remix(
-        self,
-        prompt: str,
-        images: Sequence[ImageSource],
-        *,
-        timeout: float | None = None,
-        on_update: OnUpdate | None = None,
-        receiver: HintSource | None = None,
-        **options: Unpack[CreateOptions],
+        self, prompt: str, images: Sequence[ImageSource], **options: Unpack[GenerateOptions]
     ) -> Result:
-        task = await self.submit_remix(
-            prompt, images, on_update=on_update, **callback_for(options, receiver)
-        )
-        return await self.wait(task, timeout=timeout, on_update=on_update, receiver=receiver)
+        flow = flows.make(self._core, "remix_image", prompt, images, options)
+        return self._bind(await self._run(flow))
 
-    async def submit_generate(
-        self, prompt: str, *, on_update: OnUpdate | None = None, **options: Unpack[CreateOptions]
-    ) -> Task:
-        draft = self.draft("text_to_image", prompt, (), options)
-        return await self._create(draft.request, options, on_update)
+    async def submit_generate(self, prompt: str, **options: Unpack[SubmitOptions]) -> Task:
+        return await self._run(flows.submit_new(self._core, "text_to_image", prompt, (), options))
 
     async def submit_remix(
-        self,
-        prompt: str,
-        images: Sequence[ImageSource],
-        *,
-        on_update: OnUpdate | None = None,
-        **options: Unpack[CreateOptions],
+        self, prompt: str, images: Sequence[ImageSource], **options: Unpack[SubmitOptions]
     ) -> Task:
-        request = await self.prepare(self.draft("remix_image", prompt, images, options))
-        return await self._create(request, options, on_update)
+        return await self._run(flows.submit_new(self._core, "remix_image", prompt, images, options))
 
     async def prepare(self, draft: Draft) -> TaskRequest:
-        if not draft.local:
-            return draft.request
-        urls = list(draft.request.body["source_image_urls"])
-        for index, (data, name) in draft.local.items():
-            urls[index] = await self._upload(data, name)
-        return self._core.build_request("remix_image", draft.request.prompt, draft.options, urls)
+        return await self._run(flows.prepare(self._core, draft))
 
-    async def submit(
-        self,
-        request: TaskRequest,
-        *,
-        idempotency_key: str | None = None,
-        on_update: OnUpdate | None = None,
-    ) -> Task:
-        return await self._create(request, {"idempotency_key": idempotency_key}, on_update)
+    async def submit(self, request: TaskRequest, **options: Unpack[SendOptions]) -> Task:
+        return await self._run(flows.submit(self._core, request, options))
 
     async def get(self, task: str | Task, *, action: contract.Action | None = None) -> TaskStatus:
-        wait = self._core.waiter(task, action, None, None, None)
-        while True:
-            try:
-                return wait.observe(await self._session.send(wait.call))[0]
-            except errors.NotFoundError as error:
-                if not wait.not_found(error):
-                    raise
+        return await self._run(flows.get(self._core, task, action))
 
-    async def wait(
-        self,
-        task: str | Task,
-        *,
-        action: contract.Action | None = None,
-        timeout: float | None = None,
-        on_update: OnUpdate | None = None,
-        receiver: HintSource | None = None,
-    ) -> Result:
-        wait = self._core.waiter(task, action, timeout, on_update, receiver)
-        while True:
-            delay = wait.delay()
-            if wait.listening and receiver is not None:
-                wait.hint_spent = await receiver.await_for(wait.task.id, delay)
-            elif delay > 0:
-                await asyncio.sleep(delay)
-            try:
-                reply = await self._session.send(wait.call, deadline=wait.deadline)
-                status, result = wait.observe(reply)
-            except errors.NotFoundError as error:
-                if wait.not_found(error):
-                    continue
-                raise wait.annotate(error) from None
-            except errors.FluxclawError as error:
-                raise wait.annotate(error) from None
-            if on_update is not None:
-                await _call(on_update, status)
-            if result is not None:
-                return replace(result, client=self)
-            wait.after_update(status)
+    async def wait(self, task: str | Task, **options: Unpack[WaitOptions]) -> Result:
+        return self._bind(await self._run(flows.wait(self._core, task, **options)))
 
-    async def _create(
-        self, request: TaskRequest, options: CreateOptions, on_update: OnUpdate | None
-    ) -> Task:
-        call, key = self._core.create_call(request, options)
-        started = time.monotonic()
-        try:
-            reply = await self._session.send(call)
-        except errors.FluxclawError as error:
-            raise self._core.create_failed(error, key) from None
-        task = self._core.task_from(reply, request, key, started)
-        if on_update is not None:
-            await _call(on_update, self._core.submitted(task))
-        return task
+    def _bind(self, result: Result) -> Result:
+        return replace(result, client=self)
 
     async def upload(self, source: ImageSource) -> str:
-        data, name = files.read_source(source, 0)
-        return await self._upload(data, name)
+        return await self._run(flows.upload(self._core, *files.read_source(source, 0)))
 
-    async def _upload(self, data: bytes, name: str) -> str:
-        prepared = await self._session.send(files.prepare_call(data, name))
-        signed_id, url, headers = files.upload_target(prepared.body)
-        await files.aput(self._plain, url, data, headers, self._core.retry)
-        return files.file_url((await self._session.send(files.confirm_call(signed_id))).body)
+    async def read(self, image: Image) -> bytes:
+        flow = flows.download(self._core, image.url, image.metadata.get("task_id"))
+        return await self._run(flow)
 
     async def save(
-        self,
-        result: Result,
-        dest: Dest = None,
-        *,
-        format: files.ImageFormat | None = None,
-        quality: int | None = None,
-        sidecar: bool = True,
-        stem: str | None = None,
-        overwrite: bool = False,
-        target: files.Target | None = None,
+        self, result: Result, dest: Dest = None, **options: Unpack[SaveOptions]
     ) -> list[files.SavedImage]:
-        saved = []
-        for image, path, fmt in self._save_plan(result, dest, format, stem, target):
-            data = await files.adownload(
-                self._plain,
-                image.url,
-                max_bytes=self._core.max_image_bytes,
-                policy=self._core.retry,
-                task_id=result.task_id,
-            )
-            # Pillow's work (metadata, conversion) runs off the event loop.
-            saved.append(
-                await asyncio.to_thread(
-                    self._store, data, image, path, fmt, quality, sidecar, overwrite
-                )
-            )
-        return saved
+        return await self._run(flows.save(self._core, result, dest, options))
 
     async def price_schedules(
         self, *, action: contract.Action | None = None, model: str | None = None
     ) -> dict[str, Any]:
-        return account_body(await self._session.send(self._core.schedules_call(action, model)))
+        call = self._core.schedules_call(action, model)
+        return await self._run(flows.account(self._core, call))
 
-    async def quote(
-        self,
-        prompt: str,
-        *,
-        action: contract.Action = "text_to_image",
-        source_image_urls: Sequence[str] | None = None,
-        **options: Unpack[CreateOptions],
-    ) -> dict[str, Any]:
-        request = self._core.build_request(action, prompt, options, source_image_urls)
-        return account_body(await self._session.send(self._core.quote_call(request)))
+    async def quote(self, prompt: str, **options: Unpack[QuoteOptions]) -> dict[str, Any]:
+        return await self._run(flows.quote(self._core, prompt, options))
 
     async def balance(self) -> dict[str, Any]:
-        return account_body(await self._session.send(Call("GET", "/api/v1/me/balance")))
+        return await self._run(flows.account(self._core, BALANCE))
 
     async def me(self) -> dict[str, Any]:
-        return account_body(await self._session.send(Call("GET", "/api/v1/me")))
+        return await self._run(flows.account(self._core, ME))
 
 
 async def _call(on_update: OnUpdate, status: TaskStatus) -> None:

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypedDict
 
 from fluxclaw import contract, errors, files
@@ -57,6 +57,15 @@ class CreateOptions(TypedDict, total=False):
     idempotency_key: str | None
     client_request_id: str | None
     extra_body: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A checked request whose local source images are read but not uploaded yet."""
+
+    request: TaskRequest
+    options: CreateOptions
+    local: Mapping[int, tuple[bytes, str]]
 
 
 class HintSource(Protocol):
@@ -148,6 +157,20 @@ class Core:
             resolution=str(body.get("output_resolution") or contract.DEFAULT_RESOLUTION),
             body=body,
         )
+
+    def draft(
+        self,
+        action: contract.Action,
+        prompt: str,
+        images: Sequence[ImageSource],
+        options: CreateOptions,
+    ) -> Draft:
+        """Everything checked, local files included, before the first upload or create."""
+        remix = action == "remix_image"
+        urls, local = split_sources(images) if remix else ([], {})
+        request = self.build_request(action, prompt, options, urls if remix else None)
+        self.check_create(options)
+        return Draft(request, options, local)
 
     def create_call(self, request: TaskRequest, options: CreateOptions) -> tuple[Call, str]:
         key = options.get("idempotency_key") or str(uuid.uuid4())

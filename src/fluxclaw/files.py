@@ -8,7 +8,6 @@ prompt, model, task id and cost) in its metadata and in a JSON sidecar next to i
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import io
@@ -28,11 +27,8 @@ import httpx
 
 from fluxclaw import contract, errors
 from fluxclaw.transport import (
-    DEFAULT_RETRY,
     RETRY_STATUSES,
     Call,
-    RetryBudget,
-    RetryPolicy,
     error_from_response,
     transport_error,
 )
@@ -79,64 +75,29 @@ def sniff(data: bytes) -> ImageFormat | None:
 # Downloads
 
 
-def download(
-    http: httpx.Client,
-    url: str,
-    *,
-    max_bytes: int = MAX_IMAGE_BYTES,
-    policy: RetryPolicy = DEFAULT_RETRY,
-    task_id: str | None = None,
-) -> bytes:
-    """The image at `url`, streamed and capped, retried like an API read."""
-    budget = RetryBudget(policy)
-    while True:
-        try:
-            with http.stream("GET", url) as response:
-                _check_download(response, url, max_bytes, task_id)
-                buffer = bytearray()
-                for chunk in response.iter_bytes(CHUNK):
-                    _append(buffer, chunk, url, max_bytes, task_id)
-                return _checked_image(bytes(buffer), url, task_id)
-        except httpx.TransportError as exc:
-            error = transport_error(exc, "image download", task_id)
-        except _Retryable as exc:
-            error = exc.error
-        delay = budget.next_delay(error)
-        if delay is None:
-            raise _download_failed(url, error, task_id) from None
-        time.sleep(delay)
+def fetch(http: httpx.Client, url: str, max_bytes: int, task_id: str | None) -> bytes:
+    """One streamed, capped GET of an image (retries are the caller's: `_flows.download`)."""
+    try:
+        with http.stream("GET", url) as response:
+            _check_download(response, url, max_bytes, task_id)
+            buffer = bytearray()
+            for chunk in response.iter_bytes(CHUNK):
+                _append(buffer, chunk, url, max_bytes, task_id)
+    except httpx.TransportError as exc:
+        raise transport_error(exc, "image download", task_id) from None
+    return _checked_image(bytes(buffer), url, task_id)
 
 
-async def adownload(
-    http: httpx.AsyncClient,
-    url: str,
-    *,
-    max_bytes: int = MAX_IMAGE_BYTES,
-    policy: RetryPolicy = DEFAULT_RETRY,
-    task_id: str | None = None,
-) -> bytes:
-    budget = RetryBudget(policy)
-    while True:
-        try:
-            async with http.stream("GET", url) as response:
-                _check_download(response, url, max_bytes, task_id)
-                buffer = bytearray()
-                async for chunk in response.aiter_bytes(CHUNK):
-                    _append(buffer, chunk, url, max_bytes, task_id)
-                return _checked_image(bytes(buffer), url, task_id)
-        except httpx.TransportError as exc:
-            error = transport_error(exc, "image download", task_id)
-        except _Retryable as exc:
-            error = exc.error
-        delay = budget.next_delay(error)
-        if delay is None:
-            raise _download_failed(url, error, task_id) from None
-        await asyncio.sleep(delay)
-
-
-class _Retryable(Exception):
-    def __init__(self, error: errors.FluxclawError) -> None:
-        self.error = error
+async def afetch(http: httpx.AsyncClient, url: str, max_bytes: int, task_id: str | None) -> bytes:
+    try:
+        async with http.stream("GET", url) as response:
+            _check_download(response, url, max_bytes, task_id)
+            buffer = bytearray()
+            async for chunk in response.aiter_bytes(CHUNK):
+                _append(buffer, chunk, url, max_bytes, task_id)
+    except httpx.TransportError as exc:
+        raise transport_error(exc, "image download", task_id) from None
+    return _checked_image(bytes(buffer), url, task_id)
 
 
 def _check_download(
@@ -151,7 +112,7 @@ def _check_download(
             task_id=task_id,
         )
         if response.status_code in RETRY_STATUSES:
-            raise _Retryable(error)
+            raise error  # retried: a 5xx or 429 from the image host
         hint = (
             "Image URLs expire after 7 days." if response.status_code in (403, 404, 410) else None
         )
@@ -186,7 +147,9 @@ def _too_big(url: str, max_bytes: int, task_id: str | None) -> errors.DownloadEr
     )
 
 
-def _download_failed(url: str, error: errors.FluxclawError, task_id: str | None) -> Exception:
+def download_failed(
+    url: str, error: errors.FluxclawError, task_id: str | None
+) -> errors.FluxclawError:
     if isinstance(error, errors.DownloadError):
         return error
     return errors.DownloadError(
@@ -554,41 +517,25 @@ def file_url(answer: Any) -> str:
     return str(answer["url"])
 
 
-def put(
-    http: httpx.Client, url: str, data: bytes, headers: Mapping[str, str], policy: RetryPolicy
-) -> None:
-    budget = RetryBudget(policy)
-    while True:
-        try:
-            response = http.put(url, content=data, headers=dict(headers))
-            if response.is_success:
-                return
-            error = error_from_response(
-                response.status_code, response.headers, response.content, what="upload PUT"
-            )
-        except httpx.TransportError as exc:
-            error = transport_error(exc, "upload PUT", None)
-        delay = budget.next_delay(error)
-        if delay is None:
-            raise error
-        time.sleep(delay)
+def put(http: httpx.Client, url: str, data: bytes, headers: Mapping[str, str]) -> None:
+    """One upload PUT (retries are the caller's: `_flows.upload`)."""
+    try:
+        response = http.put(url, content=data, headers=dict(headers))
+    except httpx.TransportError as exc:
+        raise transport_error(exc, "upload PUT", None) from None
+    _check_put(response)
 
 
-async def aput(
-    http: httpx.AsyncClient, url: str, data: bytes, headers: Mapping[str, str], policy: RetryPolicy
-) -> None:
-    budget = RetryBudget(policy)
-    while True:
-        try:
-            response = await http.put(url, content=data, headers=dict(headers))
-            if response.is_success:
-                return
-            error = error_from_response(
-                response.status_code, response.headers, response.content, what="upload PUT"
-            )
-        except httpx.TransportError as exc:
-            error = transport_error(exc, "upload PUT", None)
-        delay = budget.next_delay(error)
-        if delay is None:
-            raise error
-        await asyncio.sleep(delay)
+async def aput(http: httpx.AsyncClient, url: str, data: bytes, headers: Mapping[str, str]) -> None:
+    try:
+        response = await http.put(url, content=data, headers=dict(headers))
+    except httpx.TransportError as exc:
+        raise transport_error(exc, "upload PUT", None) from None
+    _check_put(response)
+
+
+def _check_put(response: httpx.Response) -> None:
+    if not response.is_success:
+        raise error_from_response(
+            response.status_code, response.headers, response.content, what="upload PUT"
+        )

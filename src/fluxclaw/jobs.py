@@ -6,8 +6,8 @@ key) -> wait -> save -> record. `resume` finishes any row from its task id or, w
 got no answer, from its idempotency key (RunAPI replays it: no second charge). The CLI, the MCP
 server and the batch runner are thin doors on `run`/`arun` and `resume`/`aresume`.
 
-The workflow is written once, as a generator of client calls (`_create_flow`, `_resume_flow`);
-`_drive` runs it on a `Client` and `_adrive` on an `AsyncClient`, as httpx drives its auth flows.
+The workflow is written once, as a flow of I/O steps composed from the client's own flows
+(`fluxclaw._flows`); a `Client` or an `AsyncClient` runs it, so sync and async are one code.
 The history is opt-in for library users: without one, nothing is recorded anywhere.
 """
 
@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
+from fluxclaw import _flows as flows
 from fluxclaw import contract, errors, files
 from fluxclaw.core import CreateOptions, OnUpdate
 from fluxclaw.history import Entry, History
@@ -28,8 +29,7 @@ from fluxclaw.models import Result, Task, TaskRequest, TaskStatus
 if TYPE_CHECKING:
     from fluxclaw.client import AsyncClient, Client, _Base
 
-Step = tuple[str, tuple[Any, ...], dict[str, Any]]
-Flow = Generator[Step, Any, "JobResult"]
+Flow = flows.Flow["JobResult"]
 
 # Errors after which the create surely made nothing (the server refused it); any other failure
 # may have made a task, so the row stays resumable by its idempotency key.
@@ -211,15 +211,13 @@ def _create_failed(error: errors.FluxclawError, key: str, book: _Book) -> errors
 
 
 def _submitted(
-    request: TaskRequest, key: str, book: _Book, on_update: OnUpdate | None
-) -> Generator[Step, Any, Task]:
+    client: _Base, request: TaskRequest, key: str, book: _Book, on_update: OnUpdate | None
+) -> flows.Flow[Task]:
     """Record the exact body, then send it with its key; shared by new and resumed jobs."""
     book.update(request=dict(request.body))
     try:
-        task: Task = yield (
-            "submit",
-            (request,),
-            {"idempotency_key": key, "on_update": book.watching(on_update)},
+        task = yield from flows.create(
+            client._core, request, {"idempotency_key": key}, book.watching(on_update)
         )
     except errors.FluxclawError as error:
         raise _create_failed(error, key, book) from None
@@ -241,12 +239,12 @@ def _create_flow(
     target = files.check_target(job.output, job.format, overwrite=job.overwrite)
     book.start(job, target, client.base_url, sandbox)
     try:
-        request: TaskRequest = yield ("prepare", (draft,), {})
+        request = yield from flows.prepare(client._core, draft)
     except errors.FluxclawError as error:
         book.update(status="rejected", error=error.message)  # uploads only: nothing created
         raise
     book.durations(client, request)
-    task = yield from _submitted(request, job.idempotency_key, book, on_update)
+    task = yield from _submitted(client, request, job.idempotency_key, book, on_update)
     if not wait:
         return JobResult(task.id, task.status, row=book.row, idempotency_key=job.idempotency_key)
     return (yield from _finish_flow(client, task, job, target, book, timeout, on_update))
@@ -266,11 +264,7 @@ def _finish_flow(
     # A bare id from elsewhere may be either action: the client tries both.
     action = None if isinstance(task, str) and not job.prompt else job.action
     try:
-        result: Result = yield (
-            "wait",
-            (task,),
-            {"action": action, "timeout": timeout, "on_update": on_update},
-        )
+        result = yield from flows.wait(client._core, task, action, timeout, on_update)
     except errors.TaskFailedError as error:
         book.update(status="failed", error=error.message)
         raise
@@ -286,11 +280,8 @@ def _finish_flow(
     book.update(status="unsaved", cost=result.cost_usd, urls=urls)
     stem = files.stem_for(job.created_at, job.prompt, task_id)
     try:
-        saved = yield (
-            "save",
-            (result,),
-            {"target": target, "stem": stem, "overwrite": target.overwrite},
-        )
+        where: flows.SaveOptions = {"target": target, "stem": stem, "overwrite": target.overwrite}
+        saved = yield from flows.save(client._core, result, None, where)
     except (errors.FluxclawError, OSError) as error:
         reason = error.message if isinstance(error, errors.FluxclawError) else str(error)
         cost = "" if result.cost_usd is None else f" (${result.cost_usd:.2f})"
@@ -350,8 +341,10 @@ def _resume_flow(
             raise errors.ValidationError("this history row has no idempotency key to resume by")
         if request is None:
             draft = client.draft(job.action, job.prompt, job.sources, job.options())
-            request = yield ("prepare", (draft,), {})
-        task: Task | str = yield from _submitted(request, entry.idempotency_key, book, on_update)
+            request = yield from flows.prepare(client._core, draft)
+        task: Task | str = yield from _submitted(
+            client, request, entry.idempotency_key, book, on_update
+        )
     elif request is not None:
         task = Task(entry.task_id, job.action, "unknown", request=request)
     else:
@@ -441,143 +434,86 @@ def adopt(history: History | None, task_id: str, base_url: str) -> Entry:
     return entry
 
 
-# -- drivers -------------------------------------------------------------------------------------
-
-
-def _drive(client: Client, flow: Flow, book: _Book) -> JobResult:
-    reply: Any = None
-    failure: BaseException | None = None
-    while True:
-        try:
-            name, args, kwargs = flow.throw(failure) if failure else flow.send(reply)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        except Exception:
-            raise
-        except BaseException:
-            book.abandoned()
-            raise
-        try:
-            reply, failure = getattr(client, name)(*args, **kwargs), None
-        except BaseException as exc:  # handed to the flow, which records it and re-raises
-            reply, failure = None, exc
-
-
-async def _adrive(client: AsyncClient, flow: Flow, book: _Book) -> JobResult:
-    reply: Any = None
-    failure: BaseException | None = None
-    while True:
-        try:
-            name, args, kwargs = flow.throw(failure) if failure else flow.send(reply)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        except Exception:
-            raise
-        except BaseException:  # cancelled: the row stays resumable
-            book.abandoned()
-            raise
-        try:
-            reply, failure = await getattr(client, name)(*args, **kwargs), None
-        except BaseException as exc:
-            reply, failure = None, exc
+def _guarded(flow: Flow, book: _Book) -> Flow:
+    """The job's flow; stopped anywhere (Ctrl-C, a cancelled task), its row stays resumable."""
+    try:
+        return (yield from flow)
+    except Exception:
+        raise
+    except BaseException:
+        book.abandoned()
+        raise
 
 
 # -- public entry points ---------------------------------------------------------------------------
 
 
-def run(
-    client: Client,
-    job: Job,
-    *,
-    history: History | None = None,
-    wait: bool = True,
-    timeout: float | None = None,
-    on_update: OnUpdate | None = None,
-    sandbox: bool = False,
-) -> JobResult:
+class RunOptions(TypedDict, total=False):
+    """history (opt-in: where the job is recorded), wait (False: return once submitted),
+    timeout (seconds to wait), on_update (each status), sandbox (mark a one-run sandbox's task)."""
+
+    history: History | None
+    wait: bool
+    timeout: float | None
+    on_update: OnUpdate | None
+    sandbox: bool
+
+
+class ResumeOptions(TypedDict, total=False):
+    """history, timeout and on_update as for `run`; output and format replace the recorded ones."""
+
+    history: History | None
+    output: str | None
+    format: files.ImageFormat | None
+    timeout: float | None
+    on_update: OnUpdate | None
+
+
+def _started(client: _Base, job: Job, options: RunOptions) -> Flow:
+    book = _Book(options.get("history"))
+    flow = _create_flow(
+        client,
+        job,
+        book,
+        sandbox=options.get("sandbox", False),
+        wait=options.get("wait", True),
+        timeout=options.get("timeout"),
+        on_update=options.get("on_update"),
+    )
+    return _guarded(flow, book)
+
+
+def _resumed(client: _Base, entry: Entry, options: ResumeOptions) -> Flow:
+    book = _Book(options.get("history"), entry.id or None, entry.task_id, entry.status)
+    flow = _resume_flow(
+        client,
+        entry,
+        book,
+        output=options.get("output"),
+        format=options.get("format"),
+        timeout=options.get("timeout"),
+        on_update=options.get("on_update"),
+    )
+    return _guarded(flow, book)
+
+
+def run(client: Client, job: Job, **options: Unpack[RunOptions]) -> JobResult:
     """Run `job` to saved files (or, with `wait=False`, to a submitted task)."""
-    book = _Book(history)
-    flow = _create_flow(
-        client,
-        job,
-        book,
-        sandbox=sandbox,
-        wait=wait,
-        timeout=timeout,
-        on_update=on_update,
-    )
-    return _drive(client, flow, book)
+    return client._run(_started(client, job, options))
 
 
-async def arun(
-    client: AsyncClient,
-    job: Job,
-    *,
-    history: History | None = None,
-    wait: bool = True,
-    timeout: float | None = None,
-    on_update: OnUpdate | None = None,
-    sandbox: bool = False,
-) -> JobResult:
-    book = _Book(history)
-    flow = _create_flow(
-        client,
-        job,
-        book,
-        sandbox=sandbox,
-        wait=wait,
-        timeout=timeout,
-        on_update=on_update,
-    )
-    return await _adrive(client, flow, book)
+async def arun(client: AsyncClient, job: Job, **options: Unpack[RunOptions]) -> JobResult:
+    return await client._run(_started(client, job, options))
 
 
-def resume(
-    client: Client,
-    entry: Entry,
-    *,
-    history: History | None = None,
-    output: str | None = None,
-    format: files.ImageFormat | None = None,
-    timeout: float | None = None,
-    on_update: OnUpdate | None = None,
-) -> JobResult:
+def resume(client: Client, entry: Entry, **options: Unpack[ResumeOptions]) -> JobResult:
     """Finish a recorded job: wait for its task, or resend its unanswered create (same key),
     then save its files where and as the original run would have."""
-    book = _Book(history, entry.id or None, entry.task_id, entry.status)
-    flow = _resume_flow(
-        client,
-        entry,
-        book,
-        output=output,
-        format=format,
-        timeout=timeout,
-        on_update=on_update,
-    )
-    return _drive(client, flow, book)
+    return client._run(_resumed(client, entry, options))
 
 
-async def aresume(
-    client: AsyncClient,
-    entry: Entry,
-    *,
-    history: History | None = None,
-    output: str | None = None,
-    format: files.ImageFormat | None = None,
-    timeout: float | None = None,
-    on_update: OnUpdate | None = None,
-) -> JobResult:
-    book = _Book(history, entry.id or None, entry.task_id, entry.status)
-    flow = _resume_flow(
-        client,
-        entry,
-        book,
-        output=output,
-        format=format,
-        timeout=timeout,
-        on_update=on_update,
-    )
-    return await _adrive(client, flow, book)
+async def aresume(client: AsyncClient, entry: Entry, **options: Unpack[ResumeOptions]) -> JobResult:
+    return await client._run(_resumed(client, entry, options))
 
 
 __all__ = [

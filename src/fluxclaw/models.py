@@ -88,17 +88,17 @@ class Image:
     metadata: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def read(self) -> bytes:
-        """The image's bytes (a fresh connection; a client's `save` reuses its pool)."""
-        from fluxclaw import files, transport
+        """The image's bytes (a client's `read` reuses its pool; this opens one)."""
+        from fluxclaw.client import Client
 
-        with transport.plain_client() as http:
-            return files.download(http, self.url, task_id=self.metadata.get("task_id"))
+        with Client() as client:
+            return client.read(self)
 
     async def aread(self) -> bytes:
-        from fluxclaw import files, transport
+        from fluxclaw.client import AsyncClient
 
-        async with transport.async_plain_client() as http:
-            return await files.adownload(http, self.url, task_id=self.metadata.get("task_id"))
+        async with AsyncClient() as client:
+            return await client.read(self)
 
     def save(
         self,

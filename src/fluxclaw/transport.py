@@ -1,7 +1,7 @@
-"""The one layer every HTTP exchange passes through: timeouts, retries, errors, redaction.
+"""How one HTTP exchange is made and read: sessions, timeouts, retry decisions, typed errors.
 
-Retry decisions (`RetryBudget`) and answer reading (`read_reply`) are plain functions shared by
-the sync and async send loops, so both clients behave alike. A call is retried only when it is
+A session makes one attempt (`exchange`); the retry loop around it is written once, in
+`_flows.retrying`, from the decisions here (`RetryBudget`). A call is retried only when it is
 safe: reads, and creates that carry an Idempotency-Key (ours always do), so a dropped answer is
 replayed by the server instead of paid twice. The Authorization header is attached by an
 `httpx.Auth` that refuses any origin but the configured API base, and nothing here logs headers.
@@ -79,7 +79,6 @@ class Reply:
     request_id: str | None
     task_id: str | None
     retry_after: float | None
-    attempts: int
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -199,9 +198,7 @@ def error_from_response(
     return error
 
 
-def read_reply(
-    response: httpx.Response, call: Call, attempts: int, secret: str | None = None
-) -> Reply:
+def read_reply(response: httpx.Response, call: Call, secret: str | None = None) -> Reply:
     """The parsed answer of a successful exchange; raises the typed error otherwise."""
     what = f"{call.method} {call.path}"
     if response.status_code == 304 and call.not_modified_ok:
@@ -232,7 +229,6 @@ def read_reply(
         request_id=response.headers.get(contract.H_REQUEST_ID),
         task_id=response.headers.get(contract.H_TASK_ID) or call.task_id,
         retry_after=parse_retry_after(response.headers.get(contract.H_RETRY_AFTER)),
-        attempts=attempts,
     )
 
 
@@ -357,54 +353,43 @@ def async_plain_client(timeout: httpx.Timeout | float | None = None) -> httpx.As
 
 
 class _SessionBase:
-    def __init__(self, api_key: str | None, base_url: str, policy: RetryPolicy) -> None:
+    def __init__(self, api_key: str | None, base_url: str) -> None:
         self.base_url = base_url
-        self.policy = policy
         self._secret = api_key
         self._auth = BearerAuth(api_key, base_url)
 
-    def _check(self, call: Call) -> None:
-        if call.auth and not self._secret:
-            raise errors.AuthenticationError(
-                "No RunAPI key: pass api_key=, set RUNAPI_API_KEY or run "
-                "`fluxclaw config --api-key KEY`.",
-                code="missing_api_key",
-            )
+    def _read(self, response: httpx.Response, call: Call, started: float) -> Reply:
+        self._log(call, str(response.status_code), started)
+        return read_reply(response, call, self._secret)
 
-    def _log(self, call: Call, outcome: str, started: float, attempt: int) -> None:
+    def _failed(
+        self, call: Call, exc: httpx.TransportError, started: float
+    ) -> errors.FluxclawError:
+        self._log(call, type(exc).__name__, started)
+        return transport_error(exc, f"{call.method} {call.path}", call.task_id)
+
+    def _log(self, call: Call, outcome: str, started: float) -> None:
         if log.isEnabledFor(logging.DEBUG):
             ms = (time.monotonic() - started) * 1000
-            log.debug(
-                "%s %s -> %s in %.0f ms (attempt %d)", call.method, call.path, outcome, ms, attempt
-            )
-
-    def _retrying(self, call: Call, error: errors.FluxclawError, delay: float) -> None:
-        log.info(
-            "%s %s: %s; retrying in %.2fs",
-            call.method,
-            call.path,
-            redact(str(error), self._secret),
-            delay,
-        )
+            log.debug("%s %s -> %s in %.0f ms", call.method, call.path, outcome, ms)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
 
 
 class Session(_SessionBase):
-    """A pooled sync connection to the API; `send` is the only way requests leave."""
+    """A pooled sync connection to the API; `exchange` is the only way requests leave."""
 
     def __init__(
         self,
         api_key: str | None,
         base_url: str,
         *,
-        policy: RetryPolicy = DEFAULT_RETRY,
         timeout: httpx.Timeout | float | None = None,
         limits: httpx.Limits | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        super().__init__(api_key, base_url, policy)
+        super().__init__(api_key, base_url)
         self.http = httpx.Client(
             base_url=base_url,
             auth=self._auth,
@@ -413,46 +398,34 @@ class Session(_SessionBase):
             **_client_kwargs(timeout, limits),
         )
 
-    def send(self, call: Call, *, deadline: float | None = None) -> Reply:
-        self._check(call)
-        budget = RetryBudget(self.policy, deadline)
-        while True:
-            started = time.monotonic()
-            try:
-                response = self.http.request(
-                    call.method, call.path, json=call.json, params=call.params, headers=call.headers
-                )
-                self._log(call, str(response.status_code), started, budget.attempts + 1)
-                return read_reply(response, call, budget.attempts + 1, self._secret)
-            except httpx.TransportError as exc:
-                self._log(call, type(exc).__name__, started, budget.attempts + 1)
-                error = transport_error(exc, f"{call.method} {call.path}", call.task_id)
-            except errors.FluxclawError as exc:
-                error = exc
-            delay = budget.next_delay(error, call.retry_safe)
-            if delay is None:
-                raise error
-            self._retrying(call, error, delay)
-            time.sleep(delay)
+    def exchange(self, call: Call) -> Reply:
+        """One attempt (retries are `_flows.send`'s): the reply, or the typed error."""
+        started = time.monotonic()
+        try:
+            response = self.http.request(
+                call.method, call.path, json=call.json, params=call.params, headers=call.headers
+            )
+        except httpx.TransportError as exc:
+            raise self._failed(call, exc, started) from None
+        return self._read(response, call, started)
 
     def close(self) -> None:
         self.http.close()
 
 
 class AsyncSession(_SessionBase):
-    """The asyncio twin of `Session`, with the same retry decisions."""
+    """The asyncio twin of `Session`."""
 
     def __init__(
         self,
         api_key: str | None,
         base_url: str,
         *,
-        policy: RetryPolicy = DEFAULT_RETRY,
         timeout: httpx.Timeout | float | None = None,
         limits: httpx.Limits | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(api_key, base_url, policy)
+        super().__init__(api_key, base_url)
         self.http = httpx.AsyncClient(
             base_url=base_url,
             auth=self._auth,
@@ -477,33 +450,17 @@ class AsyncSession(_SessionBase):
                 "asyncio.run() (or use `async with fluxclaw.AsyncClient() as client:` inside it)."
             )
 
-    async def send(self, call: Call, *, deadline: float | None = None) -> Reply:
-        self._check(call)
+    async def exchange(self, call: Call) -> Reply:
         self._same_loop()
-        budget = RetryBudget(self.policy, deadline)
-        while True:
-            started = time.monotonic()
-            try:
-                async with self._gate:
-                    response = await self.http.request(
-                        call.method,
-                        call.path,
-                        json=call.json,
-                        params=call.params,
-                        headers=call.headers,
-                    )
-                self._log(call, str(response.status_code), started, budget.attempts + 1)
-                return read_reply(response, call, budget.attempts + 1, self._secret)
-            except httpx.TransportError as exc:
-                self._log(call, type(exc).__name__, started, budget.attempts + 1)
-                error = transport_error(exc, f"{call.method} {call.path}", call.task_id)
-            except errors.FluxclawError as exc:
-                error = exc
-            delay = budget.next_delay(error, call.retry_safe)
-            if delay is None:
-                raise error
-            self._retrying(call, error, delay)
-            await asyncio.sleep(delay)
+        started = time.monotonic()
+        try:
+            async with self._gate:
+                response = await self.http.request(
+                    call.method, call.path, json=call.json, params=call.params, headers=call.headers
+                )
+        except httpx.TransportError as exc:
+            raise self._failed(call, exc, started) from None
+        return self._read(response, call, started)
 
     async def aclose(self) -> None:
         await self.http.aclose()
