@@ -253,7 +253,7 @@ def prepare(core: Core, draft: Draft) -> Flow[TaskRequest]:
     return core.build_request("remix_image", draft.request.prompt, draft.options, urls)
 
 
-def get(core: Core, task: str | Task, action: contract.Action | None) -> Flow[TaskStatus]:
+def status_once(core: Core, task: str | Task, action: contract.Action | None) -> Flow[TaskStatus]:
     wait = core.waiter(task, action, None, None, None)
     while True:
         try:

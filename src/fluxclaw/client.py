@@ -91,7 +91,7 @@ class _Base:
 
     def estimate_cost(
         self,
-        model: str = "pro",
+        model: str = contract.DEFAULT_FAMILY,
         resolution: str = contract.DEFAULT_RESOLUTION,
         count: int = 1,
         *,
@@ -214,9 +214,9 @@ class Client(_Base):
         """Send a prepared request; the same request and key again replay the same task."""
         return self._run(flows.submit(self._core, request, options))
 
-    def get(self, task: str | Task, *, action: contract.Action | None = None) -> TaskStatus:
+    def status(self, task: str | Task, *, action: contract.Action | None = None) -> TaskStatus:
         """One status answer for a task, without waiting."""
-        return self._run(flows.get(self._core, task, action))
+        return self._run(flows.status_once(self._core, task, action))
 
     def wait(self, task: str | Task, **options: Unpack[WaitOptions]) -> Result:
         """Wait until the task ends; its id alone is enough (after a timeout, a crash, or --async).
@@ -365,8 +365,10 @@ class AsyncClient(_Base):
     async def submit(self, request: TaskRequest, **options: Unpack[SendOptions]) -> Task:
         return await self._run(flows.submit(self._core, request, options))
 
-    async def get(self, task: str | Task, *, action: contract.Action | None = None) -> TaskStatus:
-        return await self._run(flows.get(self._core, task, action))
+    async def status(
+        self, task: str | Task, *, action: contract.Action | None = None
+    ) -> TaskStatus:
+        return await self._run(flows.status_once(self._core, task, action))
 
     async def wait(self, task: str | Task, **options: Unpack[WaitOptions]) -> Result:
         return self._bind(await self._run(flows.wait(self._core, task, **options)))

@@ -1,9 +1,10 @@
 """The RunAPI Flux 2 wire contract as data: the one source of truth.
 
 Client, CLI, sandbox, MCP server and OpenClaw skill all read models, ratios, rules, prices and
-image sizes from here, so a change to the contract is a change to this file only. It imports
+image sizes from here, so a change to the contract is a change to this file only; what a family
+may send differently (Max: 1k only, one source, no `auto`) lives in FAMILY_RULES alone. It imports
 nothing beyond the standard library, so every layer (and `fluxclaw --help`) can load it cheaply.
-See ../shared/CONTRACT.md for the prose this mirrors.
+docs/contract.md is the prose this mirrors; tests/contract checks the texts that restate it.
 """
 
 from __future__ import annotations
@@ -44,9 +45,12 @@ AUTO_RATIO: Final = "auto"
 DEFAULT_ASPECT_RATIO: Final = "1:1"
 RESOLUTIONS: Final[tuple[str, ...]] = ("1k", "2k")
 DEFAULT_RESOLUTION: Final = "1k"
+# The wire has no default model; this is fluxclaw's when none is named (fast and cheapest).
+DEFAULT_FAMILY: Final[Family] = "pro"
 PROMPT_MIN: Final = 3
 PROMPT_MAX: Final = 5000
-MAX_SOURCES: Final = 8
+MAX_SOURCES: Final = 8  # the most source images any family takes
+OUTPUT_COUNT: Final = 1  # the only output_count the contract allows, and only where allowed
 HEADER_VALUE_MAX: Final = 512  # Idempotency-Key and X-Client-Request-Id
 # RunAPI publishes no size limit for uploaded files; the client refuses and the sandbox rejects
 # anything larger than this, so both fail the same way before money is involved.
@@ -78,6 +82,40 @@ FIELDS: Final[dict[Action, frozenset[str]]] = {
     ),
 }
 
+
+@dataclass(frozen=True, slots=True)
+class FamilyRules:
+    """What one family accepts: the per-family half of the contract, stated once."""
+
+    resolutions: tuple[str, ...]
+    max_sources: int  # a remix takes 1 to this many source_image_urls
+    auto_ratio: bool  # a remix may send aspect_ratio=auto
+    ratio_required: bool
+    output_count: bool  # may send output_count (only OUTPUT_COUNT)
+    safety_checker: bool  # may send enable_safety_checker
+
+
+_PRO_AND_FLEX: Final = FamilyRules(
+    resolutions=RESOLUTIONS,
+    max_sources=MAX_SOURCES,
+    auto_ratio=True,
+    ratio_required=False,
+    output_count=False,
+    safety_checker=True,
+)
+FAMILY_RULES: Final[dict[Family, FamilyRules]] = {
+    "pro": _PRO_AND_FLEX,
+    "flex": _PRO_AND_FLEX,
+    "max": FamilyRules(
+        resolutions=("1k",),
+        max_sources=1,
+        auto_ratio=False,
+        ratio_required=True,
+        output_count=True,
+        safety_checker=False,
+    ),
+}
+
 STATUSES: Final[tuple[str, ...]] = ("pending", "processing", "completed", "failed")
 TERMINAL_STATUSES: Final[frozenset[str]] = frozenset({"completed", "failed"})
 
@@ -87,6 +125,9 @@ PRICES_CENTS: Final[dict[Family, dict[str, int] | None]] = {
     "flex": {"1k": 14, "2k": 24},
     "max": None,
 }
+
+# Not published: the sandbox's image sizes (about this many megapixels per resolution).
+MEGAPIXELS: Final[dict[str, int]] = {"1k": 1, "2k": 4}
 
 # Typical generation seconds (medians) at 1k; 2k takes TWO_K_FACTOR times longer. The sandbox
 # draws from these and the client's poll schedule starts from them.
@@ -144,6 +185,38 @@ def models_for(action: Action) -> list[str]:
     return [m.id for m in MODELS.values() if m.action == action]
 
 
+def resolutions_for(family: Family) -> tuple[str, ...]:
+    return FAMILY_RULES[family].resolutions
+
+
+def ratios_for(action: Action, family: Family | None = None) -> tuple[str, ...]:
+    """Aspect ratios `family` may send to `action`; None means any family (their union)."""
+    families = FAMILIES if family is None else (family,)
+    auto = action == "remix_image" and any(FAMILY_RULES[f].auto_ratio for f in families)
+    return (*ASPECT_RATIOS, AUTO_RATIO) if auto else ASPECT_RATIOS
+
+
+def source_span(family: Family | None = None) -> str:
+    """How many source images a remix takes, in words: `1 to 8`, or `exactly 1` for Max."""
+    high = MAX_SOURCES if family is None else FAMILY_RULES[family].max_sources
+    return f"exactly {high}" if high == 1 else f"1 to {high}"
+
+
+def restrictions(family: Family) -> str:
+    """What `family` cannot do that another can, in words for help texts (`1k only, ...`)."""
+    rules = FAMILY_RULES[family]
+    out = []
+    if rules.resolutions != RESOLUTIONS:
+        out.append(f"{', '.join(rules.resolutions)} only")
+    if rules.ratio_required:
+        out.append("aspect ratio required")
+    if not rules.auto_ratio:
+        out.append(f"no {AUTO_RATIO}")
+    if rules.max_sources != MAX_SOURCES:
+        out.append(f"{source_span(family)} source")
+    return ", ".join(out)
+
+
 def price_cents(family: Family, resolution: str) -> int | None:
     """Contract price of one image in cents, or None where the contract does not know it."""
     table = PRICES_CENTS[family]
@@ -160,7 +233,7 @@ def image_size(aspect_ratio: str, resolution: str) -> tuple[int, int]:
     if aspect_ratio == AUTO_RATIO:
         aspect_ratio = DEFAULT_ASPECT_RATIO
     w_ratio, h_ratio = (int(part) for part in aspect_ratio.split(":"))
-    pixels = (1024 * 1024) * (4 if resolution == "2k" else 1)
+    pixels = (1024 * 1024) * MEGAPIXELS.get(resolution, 1)
     height = math.sqrt(pixels * h_ratio / w_ratio)
     width = height * w_ratio / h_ratio
     return _round16(width), _round16(height)
@@ -242,7 +315,7 @@ def validate_request(action: Action, body: Mapping[str, Any]) -> list[Violation]
         )
 
     out.extend(_ratio_rules(action, model, body.get("aspect_ratio")))
-    out.extend(_resolution_rules(model, body.get("output_resolution")))
+    out.extend(resolution_violations(model, body.get("output_resolution")))
     out.extend(_family_only_rules(model, body))
     if action == "remix_image":
         out.extend(_source_rules(model, body.get("source_image_urls")))
@@ -254,18 +327,14 @@ def validate_request(action: Action, body: Mapping[str, Any]) -> list[Violation]
 
 
 def _ratio_rules(action: Action, model: Model | None, ratio: object) -> list[Violation]:
-    allowed = list(ASPECT_RATIOS)
-    if action == "remix_image" and (model is None or model.family != "max"):
-        allowed.append(AUTO_RATIO)
-    if model is not None and model.family == "max":
-        allowed = list(ASPECT_RATIOS)
-        if not is_present(ratio):
-            return [
-                Violation(
-                    "aspect_ratio",
-                    f"model={model.id} requires aspect_ratio; use one of: {_join(allowed)}.",
-                )
-            ]
+    allowed = ratios_for(action, model.family if model else None)
+    if model is not None and FAMILY_RULES[model.family].ratio_required and not is_present(ratio):
+        return [
+            Violation(
+                "aspect_ratio",
+                f"model={model.id} requires aspect_ratio; use one of: {_join(allowed)}.",
+            )
+        ]
     if is_present(ratio) and ratio not in allowed:
         who = f"model={model.id}" if model else action
         return [
@@ -277,15 +346,18 @@ def _ratio_rules(action: Action, model: Model | None, ratio: object) -> list[Vio
     return []
 
 
-def _resolution_rules(model: Model | None, resolution: object) -> list[Violation]:
+def resolution_violations(model: Model | None, resolution: object) -> list[Violation]:
+    """The output_resolution rules alone, for callers (price estimates) that check nothing else."""
     if not is_present(resolution):
         return []
-    if model is not None and model.family == "max":
-        if resolution != "1k":
+    allowed = resolutions_for(model.family) if model else RESOLUTIONS
+    if model is not None and allowed != RESOLUTIONS:
+        if resolution not in allowed:
             return [
                 Violation(
                     "output_resolution",
-                    f"output_resolution={resolution} is not allowed for model={model.id}; use 1k.",
+                    f"output_resolution={resolution} is not allowed for model={model.id}; "
+                    f"use {_join(allowed)}.",
                 )
             ]
         return []
@@ -303,15 +375,15 @@ def _family_only_rules(model: Model | None, body: Mapping[str, Any]) -> list[Vio
     out: list[Violation] = []
     count = body.get("output_count")
     checker = body.get("enable_safety_checker")
-    is_max = model is not None and model.family == "max"
     if is_present(count):
-        if model is not None and not is_max:
+        if model is not None and not FAMILY_RULES[model.family].output_count:
             message = f"model={model.id} must not include output_count."
             out.append(Violation("output_count", message))
-        elif count != 1 or isinstance(count, bool):
-            out.append(Violation("output_count", f"output_count={count} is not allowed; use 1."))
+        elif count != OUTPUT_COUNT or isinstance(count, bool):
+            message = f"output_count={count} is not allowed; use {OUTPUT_COUNT}."
+            out.append(Violation("output_count", message))
     if is_present(checker):
-        if is_max and model is not None:
+        if model is not None and not FAMILY_RULES[model.family].safety_checker:
             out.append(
                 Violation(
                     "enable_safety_checker",
@@ -330,9 +402,9 @@ def _family_only_rules(model: Model | None, body: Mapping[str, Any]) -> list[Vio
 
 def _source_rules(model: Model | None, urls: object) -> list[Violation]:
     field = "source_image_urls"
-    is_max = model is not None and model.family == "max"
-    low, high = (1, 1) if is_max else (1, MAX_SOURCES)
-    span = "exactly 1" if is_max else f"1 to {MAX_SOURCES}"
+    family = model.family if model else None
+    low, high = 1, MAX_SOURCES if family is None else FAMILY_RULES[family].max_sources
+    span = source_span(family)
     if not is_present(urls):
         return [Violation(field, f"{field} is required: {span} public http(s) URLs.")]
     if not isinstance(urls, list):

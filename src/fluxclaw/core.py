@@ -125,7 +125,7 @@ class Core:
         sources: Sequence[str] | None = None,
     ) -> TaskRequest:
         """The create body for `action`, checked against every contract rule before it is sent."""
-        model = options.get("model", "pro")
+        model = options.get("model", contract.DEFAULT_FAMILY)
         try:
             chosen = contract.resolve_model(str(model), action)
         except ValueError as exc:
@@ -226,7 +226,7 @@ class Core:
 
     def create_failed(self, error: errors.FluxclawError, key: str) -> errors.FluxclawError:
         """A create that got no answer may still have made a task: the key gets it back."""
-        if isinstance(error, errors.NetworkError | errors.TimeoutError | errors.ServerError):
+        if isinstance(error, errors.NetworkError | errors.RequestTimeoutError | errors.ServerError):
             error.hint = (
                 f"The task may exist: retry with idempotency_key={key!r} to get it back "
                 "without paying twice."

@@ -99,7 +99,7 @@ class NetworkError(FluxclawError):
     default_code = "network_error"
 
 
-class TimeoutError(FluxclawError):
+class RequestTimeoutError(FluxclawError):
     """An HTTP request ran out of time (not a task: see TaskTimeoutError)."""
 
     exit_code = contract.EXIT_TIMEOUT
@@ -150,7 +150,7 @@ def for_status(status: int) -> type[FluxclawError]:
     if status == 429:
         return RateLimitError
     if status == 408:
-        return TimeoutError
+        return RequestTimeoutError
     if status >= 500:
         return ServerError
     return FluxclawError

@@ -50,7 +50,7 @@ class Job:
     action: contract.Action
     prompt: str
     sources: tuple[str, ...] = ()
-    model: str = "pro"
+    model: str = contract.DEFAULT_FAMILY
     aspect_ratio: str | None = None
     resolution: str | None = None
     safety_checker: bool | None = None
@@ -389,7 +389,7 @@ def job_from(entry: Entry) -> tuple[Job, files.Target]:
         action=action,
         prompt=entry.prompt,
         sources=tuple(record.get("sources") or entry.params.get("sources") or ()),
-        model=str(record.get("model") or entry.model or "pro"),
+        model=str(record.get("model") or entry.model or contract.DEFAULT_FAMILY),
         aspect_ratio=record.get("aspect_ratio", entry.params.get("aspect_ratio")),
         resolution=record.get("resolution", entry.params.get("resolution")),
         safety_checker=record.get("safety_checker"),

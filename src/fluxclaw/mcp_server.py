@@ -1,4 +1,4 @@
-"""fluxclaw as an MCP server: generate, remix, get_task, estimate_price and balance as tools.
+"""fluxclaw as an MCP server: generate, remix, status, estimate_price and balance as tools.
 
 Built on the official `mcp` SDK's `MCPServer` over one `AsyncClient`. Every tool answers with a
 `CallToolResult` it builds itself, so failures reach the model as one line with `isError` set
@@ -26,7 +26,7 @@ from fluxclaw._version import __version__
 from fluxclaw.client import AsyncClient
 from fluxclaw.config import AGENT_OUTPUT_DIR, AGENT_WAIT_TIMEOUT, ENV_API_KEY
 from fluxclaw.history import History
-from fluxclaw.models import TaskStatus
+from fluxclaw.models import TaskStatus, failed_error
 from fluxclaw.polling import PollPolicy
 from fluxclaw.pricing import estimate_cost
 
@@ -38,28 +38,42 @@ INSTRUCTIONS = (
     "Flux 2 image generation through RunAPI. Each generate/remix call is charged (see "
     "estimate_price); ask before expensive runs. Results list one MEDIA:<url> line per image: "
     "copy those lines into your reply, each on its own line, to show the images. If a call "
-    "times out, the task keeps running: fetch it with get_task instead of generating again."
+    "times out, the task keeps running: fetch it with the status tool instead of generating again."
 )
 
-Prompt = Annotated[str, Field(description="What to draw (3 to 5000 characters).")]
+Prompt = Annotated[
+    str,
+    Field(description=f"What to draw ({contract.PROMPT_MIN} to {contract.PROMPT_MAX} characters)."),
+]
 Model = Annotated[
     str,
-    Field(description="pro (default), flex or max, or a full model id such as flux-2-pro."),
+    Field(
+        description=f"{contract.DEFAULT_FAMILY} (default), flex or max "
+        f"(max: {contract.restrictions('max')}), or a full model id such as "
+        f"{contract.model_for(contract.DEFAULT_FAMILY, 'text_to_image').id}."
+    ),
 ]
 Ratio = Annotated[
     str | None,
-    Field(description=f"Aspect ratio: {', '.join(contract.ASPECT_RATIOS)} (default 1:1)."),
+    Field(
+        description=f"Aspect ratio: {', '.join(contract.ASPECT_RATIOS)} "
+        f"(default {contract.DEFAULT_ASPECT_RATIO})."
+    ),
 ]
 RemixRatio = Annotated[
     str | None,
     Field(
-        description=f"Aspect ratio: {', '.join(contract.ASPECT_RATIOS)} or auto "
-        "(default: follow the first source image)."
+        description=f"Aspect ratio: {', '.join(contract.ratios_for('remix_image'))} (default "
+        f"{contract.DEFAULT_ASPECT_RATIO}; {contract.AUTO_RATIO} keeps the first source image's "
+        "ratio, not for max)."
     ),
 ]
 Resolution = Annotated[
     str | None,
-    Field(description=f"Output resolution: {', '.join(contract.RESOLUTIONS)} (default 1k)."),
+    Field(
+        description=f"Output resolution: {', '.join(contract.RESOLUTIONS)} (default "
+        f"{contract.DEFAULT_RESOLUTION}; max: {', '.join(contract.resolutions_for('max'))} only)."
+    ),
 ]
 
 
@@ -80,7 +94,7 @@ class FluxclawTools:
         self.output_dir = output_dir
         self.timeout = timeout
         self.secrets = [secret for secret in secrets if secret]
-        # Every task goes into the history (`fluxclaw history`); get_task finds them there.
+        # Every task goes into the history (`fluxclaw history`); the status tool finds it there.
         self.history = history
         self.sandbox = sandbox
 
@@ -90,7 +104,7 @@ class FluxclawTools:
         self,
         prompt: Prompt,
         ctx: Context[Any, Any],
-        model: Model = "pro",
+        model: Model = contract.DEFAULT_FAMILY,
         aspect_ratio: Ratio = None,
         resolution: Resolution = None,
     ) -> CallToolResult:
@@ -106,10 +120,13 @@ class FluxclawTools:
         prompt: Prompt,
         images: Annotated[
             list[str],
-            Field(description="Source images (1 to 8): http(s) URLs or local file paths."),
+            Field(
+                description=f"Source images ({contract.source_span()}; max: "
+                f"{contract.source_span('max')}): http(s) URLs or local file paths."
+            ),
         ],
         ctx: Context[Any, Any],
-        model: Model = "pro",
+        model: Model = contract.DEFAULT_FAMILY,
         aspect_ratio: RemixRatio = None,
         resolution: Resolution = None,
     ) -> CallToolResult:
@@ -119,7 +136,7 @@ class FluxclawTools:
         """
         return await self._run(ctx, "remix_image", prompt, images, model, aspect_ratio, resolution)
 
-    async def get_task(
+    async def status(
         self,
         task_id: Annotated[str, Field(description="The task id a generate or remix reported.")],
     ) -> CallToolResult:
@@ -130,26 +147,23 @@ class FluxclawTools:
         try:
             entry = self.history.find(task_id) if self.history else None
             known = entry is not None and entry.task_id is not None
-            status = await self.client.get(
+            found = await self.client.status(
                 entry.task_id if entry and entry.task_id else task_id,
                 action=entry.action if entry and known else None,  # type: ignore[arg-type]
             )
-            if status.status == "failed":
-                raise errors.TaskFailedError(
-                    f"task {status.task_id} failed: {status.error or 'no reason given'}",
-                    task_id=status.task_id,
-                )
-            if status.status != "completed":
+            if found.status == "failed":
+                raise failed_error(found)
+            if found.status != "completed":
                 text = (
-                    f"task {status.task_id} is {status.status}; call get_task again in a few "
+                    f"task {found.task_id} is {found.status}; call the status tool again in a few "
                     "seconds."
                 )
                 return CallToolResult(
                     content=[TextContent(text=text)],
-                    structured_content={"task_id": status.task_id, "status": status.status},
+                    structured_content={"task_id": found.task_id, "status": found.status},
                 )
             if entry is None:
-                entry = jobs.adopt(self.history, status.task_id, self.client.base_url)
+                entry = jobs.adopt(self.history, found.task_id, self.client.base_url)
                 output: str | None = self._folder()
             else:
                 output = None
@@ -160,7 +174,7 @@ class FluxclawTools:
 
     async def estimate_price(
         self,
-        model: Model = "pro",
+        model: Model = contract.DEFAULT_FAMILY,
         resolution: Annotated[
             str, Field(description=f"{' or '.join(contract.RESOLUTIONS)}.")
         ] = contract.DEFAULT_RESOLUTION,
@@ -254,7 +268,8 @@ class FluxclawTools:
             return self._error(
                 errors.TaskTimeoutError(
                     f"task {task_id} is not finished after {self.timeout:g}s; it keeps running. "
-                    f'Call get_task with task_id "{task_id}" later to fetch it (no new charge).',
+                    f'Call the status tool with task_id "{task_id}" later to fetch it '
+                    "(no new charge).",
                     task_id=task_id,
                 )
             )
@@ -317,7 +332,7 @@ def build_server(tools: FluxclawTools) -> MCPServer[Any]:
     read = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True)
     server.add_tool(tools.generate, name="generate", annotations=paid)
     server.add_tool(tools.remix, name="remix", annotations=paid)
-    server.add_tool(tools.get_task, name="get_task", annotations=read)
+    server.add_tool(tools.status, name="status", annotations=read)
     server.add_tool(
         tools.estimate_price,
         name="estimate_price",

@@ -228,7 +228,9 @@ class DurationStats:
 
     def plan(self, key: tuple[str, str], family: contract.Family | None, resolution: str) -> Plan:
         p = self.policy
-        prior = contract.typical_seconds(family or "pro", resolution) * p.time_scale
+        prior = (
+            contract.typical_seconds(family or contract.DEFAULT_FAMILY, resolution) * p.time_scale
+        )
         median, sigma = self.fit(key, prior)
         offsets = optimal_offsets(round(sigma, 2), p.price)
         with self._lock:

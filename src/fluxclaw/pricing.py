@@ -27,23 +27,32 @@ class CostEstimate:
 
 
 def estimate_cost(
-    model: str = "pro",
+    model: str = contract.DEFAULT_FAMILY,
     resolution: str = contract.DEFAULT_RESOLUTION,
     count: int = 1,
     *,
     action: contract.Action = "text_to_image",
     prices: Mapping[str, Mapping[str, int]] | None = None,
 ) -> CostEstimate:
-    """Cents for `count` images. `prices` ({"max": {"1k": 8}}) fills what the contract lacks."""
+    """Cents for `count` images. `prices` ({"max": {"1k": 8}}) fills what the contract lacks.
+
+    A resolution the model does not take (Max at 2k) is refused with the create's own message:
+    an estimate of a request that cannot be sent would be a made-up price.
+    """
     from fluxclaw import errors
 
     try:
         chosen = contract.resolve_model(model, action)
     except ValueError as exc:
         raise errors.ValidationError(str(exc), errors={"model": [str(exc)]}) from None
-    if resolution not in contract.RESOLUTIONS:
-        allowed = ", ".join(contract.RESOLUTIONS)
-        message = f"resolution={resolution} is not allowed; use one of: {allowed}."
+    allowed = contract.resolutions_for(chosen.family)
+    if resolution not in allowed:
+        wrong = contract.resolution_violations(chosen, resolution)  # empty for a blank value
+        message = (
+            wrong[0].message
+            if wrong
+            else f"output_resolution is required; use one of: {', '.join(allowed)}."
+        )
         raise errors.ValidationError(message, errors={"output_resolution": [message]})
     if count < 1:
         raise errors.ValidationError(f"count={count} must be at least 1.")

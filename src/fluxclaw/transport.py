@@ -106,7 +106,10 @@ def is_retryable(error: errors.FluxclawError) -> bool:
         return False
     return isinstance(
         error,
-        errors.ServerError | errors.NetworkError | errors.TimeoutError | errors.RateLimitError,
+        errors.ServerError
+        | errors.NetworkError
+        | errors.RequestTimeoutError
+        | errors.RateLimitError,
     )
 
 
@@ -245,7 +248,7 @@ def transport_error(
         detail = f"{type(exc).__name__}: {exc}".rstrip(": ")
         timed_out = isinstance(exc, httpx.TimeoutException)
     if timed_out:
-        return errors.TimeoutError(f"{what} timed out ({detail})", task_id=task_id)
+        return errors.RequestTimeoutError(f"{what} timed out ({detail})", task_id=task_id)
     return errors.NetworkError(f"{what} got no answer ({detail})", task_id=task_id)
 
 

@@ -108,7 +108,7 @@ def test_submit_returns_at_once_and_get_reads_status(client: Any) -> None:
     task = client.submit_generate("a paper boat [sandbox:seconds=3]")
     assert task.status in ("pending", "processing") and task.idempotency_key
     assert task.to_dict()["task_id"] == task.id
-    status = client.get(task.id)
+    status = client.status(task.id)
     assert status.task_id == task.id and not status.done
     assert status.to_dict()["status"] in ("pending", "processing")
     result = client.wait(task)
@@ -124,7 +124,7 @@ def test_resume_by_task_id_alone_in_a_new_client(make_client: Any, tmp_path: Pat
     assert result.task_id == generated.id and result.action == "text_to_image"
     result = fresh.wait(remixed.id)
     assert result.task_id == remixed.id and result.action == "remix_image"
-    assert fresh.get(remixed.id).status == "completed"
+    assert fresh.status(remixed.id).status == "completed"
 
 
 def test_save_writes_images_and_sidecars(client: Any, tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ def test_public_names_resolve() -> None:
         (409, errors.ConflictError, contract.EXIT_INVALID),
         (429, errors.RateLimitError, contract.EXIT_RATE_LIMITED),
         (503, errors.ServerError, contract.EXIT_OTHER),
-        (408, errors.TimeoutError, contract.EXIT_TIMEOUT),
+        (408, errors.RequestTimeoutError, contract.EXIT_TIMEOUT),
     ],
 )
 def test_errors_carry_exit_codes(status: int, cls: type, exit_code: int) -> None:

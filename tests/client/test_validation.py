@@ -135,7 +135,7 @@ CASES: list[tuple[str, str, tuple[Any, ...], dict[str, Any], str, str]] = [
         "/nonexistent/cat.png",
     ),
     ("task id not a uuid", "wait", ("../../me",), {}, "task_id", "../../me"),
-    ("get id not a uuid", "get", ("123",), {}, "task_id", "123"),
+    ("status id not a uuid", "status", ("123",), {}, "task_id", "123"),
     (
         "timeout not positive",
         "wait",

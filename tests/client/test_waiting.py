@@ -107,7 +107,7 @@ def test_no_answer_refused_connection_and_broken_answer_are_told_apart(make_clie
     one_try = RetryPolicy(max_attempts=1)
     try:
         for sock, error, words in [
-            (quiet, fluxclaw.TimeoutError, "timed out"),
+            (quiet, fluxclaw.RequestTimeoutError, "timed out"),
             (closed, fluxclaw.NetworkError, "got no answer"),
             (broken, fluxclaw.NetworkError, "got no answer"),
         ]:

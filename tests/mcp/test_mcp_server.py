@@ -25,7 +25,7 @@ from mcp import ClientSession
 
 FLUXCLAW = str(Path(sys.executable).with_name("fluxclaw"))
 DEADLINE = 20.0  # seconds for any one exchange; the sandbox runs at speed 100
-TOOLS = {"generate", "remix", "get_task", "estimate_price", "balance"}
+TOOLS = {"generate", "remix", "status", "estimate_price", "balance"}
 CREATES = ("/api/v1/flux_2/text_to_image", "/api/v1/flux_2/remix_image")
 
 Connect = Callable[..., Any]
@@ -114,7 +114,7 @@ async def test_lists_the_five_tools_with_schemas(
     remix = listed["remix"].input_schema
     assert set(remix["required"]) == {"prompt", "images"}
     assert remix["properties"]["images"]["type"] == "array"
-    assert listed["get_task"].input_schema["required"] == ["task_id"]
+    assert listed["status"].input_schema["required"] == ["task_id"]
     assert {"model", "resolution", "count"} <= set(
         listed["estimate_price"].input_schema["properties"]
     )
@@ -135,8 +135,8 @@ async def test_generate_returns_media_url_cost_file_thumbnail_and_progress(
         text = text_of(result)
         assert not result.is_error, text
         task_id = result.structured_content["task_id"]
-        # get_task on the finished task: same shape, the file saved once, no new charge
-        again = await session.call_tool("get_task", {"task_id": task_id})
+        # status on the finished task: same shape, the file saved once, no new charge
+        again = await session.call_tool("status", {"task_id": task_id})
     assert task_id in text and "flux-2-pro-text-to-image" in text and "$0.05" in text
     [url] = media_urls(text)
     assert url.startswith(f"{fluxclaw_sandbox.base_url}/")
@@ -278,12 +278,12 @@ async def test_failed_and_timed_out_tasks_are_tool_errors(
         slow = "a slow red bicycle [sandbox:seconds=60]"  # far past the 1 s tool timeout
         late = await session.call_tool("generate", {"prompt": slow})
         task_id = (late.structured_content or {}).get("task_id") or text_of(late).split()[1]
-        pending = await session.call_tool("get_task", {"task_id": task_id})
+        pending = await session.call_tool("status", {"task_id": task_id})
         still = fluxclaw_sandbox.task(task_id)["status"]
     [line] = text_of(failed).splitlines()
     assert failed.is_error and "failed" in line and "Traceback" not in line
     [line] = text_of(late).splitlines()
-    assert late.is_error and f'get_task with task_id "{task_id}"' in line
+    assert late.is_error and f'status tool with task_id "{task_id}"' in line
     assert not pending.is_error
     assert f"is {still}" in text_of(pending) or "is processing" in text_of(pending)
     assert still in ("pending", "processing")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .conftest import VENV_BIN, OpenClaw
 
-TOOLS = {"generate", "remix", "get_task", "estimate_price", "balance"}
+TOOLS = {"generate", "remix", "status", "estimate_price", "balance"}
 
 
 def add_fluxclaw(openclaw: OpenClaw, tmp_path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""`fluxclaw mcp`: serve the generate/remix/get_task/estimate_price/balance tools over stdio.
+"""`fluxclaw mcp`: serve the generate/remix/status/estimate_price/balance tools over stdio.
 
 stdout is the MCP channel, so everything human-readable (the sandbox banner, logs) goes to
 stderr; the key is resolved like every other command's and never logged.

@@ -1,4 +1,8 @@
-"""`fluxclaw price`: the contract's price table, or the cost of one planned run."""
+"""`fluxclaw price`: the contract's price table, or the cost of one planned run.
+
+Every figure comes from `pricing.estimate_cost`, and which resolutions a family has from
+`contract.resolutions_for`, so this command cannot drift from what the client charges against.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,34 @@ import json
 import click
 
 from fluxclaw import contract
+from fluxclaw.pricing import estimate_cost
 
 
 def _usd(cents: int | None) -> str:
     return "unknown" if cents is None else f"${cents / 100:.2f}"
 
 
+def _dollars(cents: int | None) -> float | None:
+    return None if cents is None else cents / 100
+
+
+def _resolution_help() -> str:
+    limits = [
+        f"{family}: {', '.join(contract.resolutions_for(family))} only"
+        for family in contract.FAMILIES
+        if contract.resolutions_for(family) != contract.RESOLUTIONS
+    ]
+    return f"Resolution to estimate (default {contract.DEFAULT_RESOLUTION}; {'; '.join(limits)})."
+
+
 @click.command()
-@click.option("-m", "--model", help="pro, flex, max or a full model id: estimate this model.")
 @click.option(
-    "-r", "--resolution", type=click.Choice(contract.RESOLUTIONS), help="Resolution to estimate."
+    "-m",
+    "--model",
+    help=f"{', '.join(contract.FAMILIES)} or a full model id: estimate this model.",
+)
+@click.option(
+    "-r", "--resolution", type=click.Choice(contract.RESOLUTIONS), help=_resolution_help()
 )
 @click.option(
     "-n",
@@ -30,43 +52,56 @@ def _usd(cents: int | None) -> str:
 def command(model: str | None, resolution: str | None, count: int, as_json: bool) -> None:
     """Show Flux 2 prices per image (status queries are free; failed tasks are not charged)."""
     if model is None and resolution is None and count == 1:
-        rows = [
-            {"model": family, "resolution": res, "usd": None if c is None else c / 100}
-            for family in contract.FAMILIES
-            for res in contract.RESOLUTIONS
-            for c in [contract.price_cents(family, res)]
-            if family != "max" or res == "1k"
-        ]
-        if as_json:
-            click.echo(json.dumps({"prices": rows}))
-            return
-        click.echo(f"{'model':<6} {'1k':>8} {'2k':>8}")
-        for family in contract.FAMILIES:
-            cells = [
-                _usd(contract.price_cents(family, res)) if family != "max" or res == "1k" else "n/a"
-                for res in contract.RESOLUTIONS
-            ]
-            click.echo(f"{family:<6} {cells[0]:>8} {cells[1]:>8}")
-        click.echo("Max: RunAPI publishes no price yet; check runapi.ai before large Max runs.")
+        _table(as_json)
         return
+    from fluxclaw import errors
+
     try:
-        chosen = contract.resolve_model(model or "pro", "text_to_image")
-    except ValueError as error:
-        raise click.UsageError(str(error)) from None
-    res = resolution or contract.DEFAULT_RESOLUTION
-    unit = contract.price_cents(chosen.family, res)
-    total = None if unit is None else unit * count
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "model": chosen.family,
-                    "resolution": res,
-                    "count": count,
-                    "unit_usd": None if unit is None else unit / 100,
-                    "total_usd": None if total is None else total / 100,
-                }
-            )
+        found = estimate_cost(
+            model or contract.DEFAULT_FAMILY, resolution or contract.DEFAULT_RESOLUTION, count
         )
+    except errors.ValidationError as error:
+        raise click.UsageError(str(error)) from None
+    if as_json:
+        data = {
+            "model": found.family,
+            "resolution": found.resolution,
+            "count": found.count,
+            "unit_usd": _dollars(found.unit_cents),
+            "total_usd": found.total_usd,
+        }
+        click.echo(json.dumps(data))
         return
-    click.echo(f"{count} x {chosen.family} {res} = {_usd(total)} ({_usd(unit)} each)")
+    click.echo(
+        f"{found.count} x {found.family} {found.resolution} = {_usd(found.total_cents)} "
+        f"({_usd(found.unit_cents)} each)"
+    )
+
+
+def _table(as_json: bool) -> None:
+    """One row per family, one column per resolution; `n/a` where the family has none."""
+    units = {
+        (family, res): estimate_cost(family, res).unit_cents
+        for family in contract.FAMILIES
+        for res in contract.resolutions_for(family)
+    }
+    if as_json:
+        rows = [
+            {"model": family, "resolution": res, "usd": _dollars(cents)}
+            for (family, res), cents in units.items()
+        ]
+        click.echo(json.dumps({"prices": rows}))
+        return
+    click.echo(f"{'model':<6}" + "".join(f" {res:>8}" for res in contract.RESOLUTIONS))
+    for family in contract.FAMILIES:
+        cells = [
+            _usd(units[family, res]) if (family, res) in units else "n/a"
+            for res in contract.RESOLUTIONS
+        ]
+        click.echo(f"{family:<6}" + "".join(f" {cell:>8}" for cell in cells))
+    for family in contract.FAMILIES:
+        if all(units[family, res] is None for res in contract.resolutions_for(family)):
+            name = family.capitalize()
+            click.echo(
+                f"{name}: RunAPI publishes no price yet; check runapi.ai before large {name} runs."
+            )

@@ -163,7 +163,7 @@ def create_options(func: Any) -> Any:
             click.option(
                 "-m",
                 "--model",
-                default="pro",
+                default=contract.DEFAULT_FAMILY,
                 show_default=True,
                 help="pro, flex, max or a full model id.",
             ),
@@ -171,13 +171,16 @@ def create_options(func: Any) -> Any:
                 "-a",
                 "--aspect-ratio",
                 metavar="RATIO",
-                help=f"One of {', '.join(contract.ASPECT_RATIOS)} (remix: also auto).",
+                help=f"One of {', '.join(contract.ASPECT_RATIOS)} (default "
+                f"{contract.DEFAULT_ASPECT_RATIO}; remix with pro or flex: also "
+                f"{contract.AUTO_RATIO}).",
             ),
             click.option(
                 "-r",
                 "--resolution",
                 type=click.Choice(contract.RESOLUTIONS),
-                help="Output resolution (default 1k).",
+                help=f"Output resolution (default {contract.DEFAULT_RESOLUTION}; max: "
+                f"{', '.join(contract.resolutions_for('max'))} only).",
             ),
             click.option(
                 "--timeout",
@@ -290,7 +293,8 @@ def generate(prompt: str, **opts: Any) -> None:
     multiple=True,
     required=True,
     metavar="SRC",
-    help="Source image: a URL or a local file (repeat for up to 8).",
+    help=f"Source image: a URL or a local file (repeat for up to {contract.MAX_SOURCES}; max: "
+    f"{contract.source_span('max')}).",
 )
 @create_options
 @output_options
@@ -426,7 +430,7 @@ def status(
     action: Any = entry.action if entry and entry.task_id else None
     url = base_url or (entry.base_url if entry and not entry.sandbox else None)
     with connect(api_key, url, sandbox=False, debug=debug) as client:
-        found = client.get(entry.task_id if entry and entry.task_id else task_id, action=action)
+        found = client.status(entry.task_id if entry and entry.task_id else task_id, action=action)
     urls = [image.url for image in found.images]
     if entry is not None and entry.status != "completed":
         history.update(
