@@ -37,12 +37,12 @@ if TYPE_CHECKING:
         UnknownStatusError,
         ValidationError,
     )
-    from fluxclaw.files import SavedImage
     from fluxclaw.history import History
     from fluxclaw.jobs import Job, JobResult
     from fluxclaw.models import Image, Result, Task, TaskStatus
     from fluxclaw.polling import PollPolicy
     from fluxclaw.pricing import CostEstimate, estimate_cost
+    from fluxclaw.saving import SavedImage
     from fluxclaw.transport import RetryPolicy
 
 _EXPORTS: dict[str, str] = {
@@ -52,7 +52,7 @@ _EXPORTS: dict[str, str] = {
     "Task": "fluxclaw.models",
     "TaskStatus": "fluxclaw.models",
     "Image": "fluxclaw.models",
-    "SavedImage": "fluxclaw.files",
+    "SavedImage": "fluxclaw.saving",
     "History": "fluxclaw.history",
     "Job": "fluxclaw.jobs",
     "JobResult": "fluxclaw.jobs",

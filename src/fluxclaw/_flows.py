@@ -16,7 +16,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypedDict, TypeVar, cast
 
-from fluxclaw import contract, errors, files
+from fluxclaw import contract, errors, files, saving
 from fluxclaw.core import (
     Core,
     CreateOptions,
@@ -121,14 +121,14 @@ class SendOptions(TypedDict, total=False):
 class SaveOptions(TypedDict, total=False):
     """format and quality (convert), sidecar (write <file>.json, default True), stem (the name
     in a folder; default the task id), overwrite (replace an existing file), target (a checked
-    `files.Target`, instead of `dest`)."""
+    `saving.Target`, instead of `dest`)."""
 
     format: files.ImageFormat | None
     quality: int | None
     sidecar: bool
     stem: str | None
     overwrite: bool
-    target: files.Target | None
+    target: saving.Target | None
 
 
 class QuoteOptions(CreateOptions, total=False):
@@ -315,10 +315,10 @@ def download(core: Core, url: str, task_id: str | None) -> Flow[bytes]:
 
 def save(
     core: Core, result: Result, dest: str | os.PathLike[str] | None, options: SaveOptions
-) -> Flow[list[files.SavedImage]]:
+) -> Flow[list[saving.SavedImage]]:
     """Each image downloaded, then stored (converted, with its provenance) atomically. After
-    paying, an existing file is never refused: `files.store` numbers the new one instead."""
-    target = options.get("target") or files.check_target(
+    paying, an existing file is never refused: `saving.store` numbers the new one instead."""
+    target = options.get("target") or saving.check_target(
         dest, options.get("format"), overwrite=True
     )
     paths = target.paths(len(result.images), options.get("stem") or result.task_id)
@@ -333,7 +333,7 @@ def save(
             "url": image.url,
             "overwrite": options.get("overwrite", False),
         }
-        saved.append((yield Work(files.store, (data, path), stored)))
+        saved.append((yield Work(saving.store, (data, path), stored)))
     return saved
 
 

@@ -21,7 +21,7 @@ from typing import Any, Self, TypeVar, Unpack
 import httpx
 
 from fluxclaw import _flows as flows
-from fluxclaw import contract, files
+from fluxclaw import contract, files, saving
 from fluxclaw._flows import (
     GenerateOptions,
     QuoteOptions,
@@ -241,7 +241,7 @@ class Client(_Base):
 
     def save(
         self, result: Result, dest: Dest = None, **options: Unpack[SaveOptions]
-    ) -> list[files.SavedImage]:
+    ) -> list[saving.SavedImage]:
         """Download a result's images (pooled, key-free connection) into a folder or file name.
 
         A folder gets <stem>[-n].<ext> (the stem defaults to the task id); a name like
@@ -385,7 +385,7 @@ class AsyncClient(_Base):
 
     async def save(
         self, result: Result, dest: Dest = None, **options: Unpack[SaveOptions]
-    ) -> list[files.SavedImage]:
+    ) -> list[saving.SavedImage]:
         return await self._run(flows.save(self._core, result, dest, options))
 
     async def price_schedules(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from fluxclaw import _flows as flows
-from fluxclaw import contract, errors, files
+from fluxclaw import contract, errors, files, saving
 from fluxclaw.core import CreateOptions, OnUpdate
 from fluxclaw.history import Entry, History
 from fluxclaw.models import Result, Task, TaskRequest, TaskStatus
@@ -127,7 +127,7 @@ class _Book:
         self.task_id = task_id
         self.status = status
 
-    def start(self, job: Job, target: files.Target, base_url: str, sandbox: bool) -> None:
+    def start(self, job: Job, target: saving.Target, base_url: str, sandbox: bool) -> None:
         if self.history is None:
             return
         sources = [
@@ -236,7 +236,7 @@ def _create_flow(
     on_update: OnUpdate | None,
 ) -> Flow:
     draft = client.draft(job.action, job.prompt, job.sources, job.options())
-    target = files.check_target(job.output, job.format, overwrite=job.overwrite)
+    target = saving.check_target(job.output, job.format, overwrite=job.overwrite)
     book.start(job, target, client.base_url, sandbox)
     try:
         request = yield from flows.prepare(client._core, draft)
@@ -254,7 +254,7 @@ def _finish_flow(
     client: _Base,
     task: Task | str,
     job: Job,
-    target: files.Target,
+    target: saving.Target,
     book: _Book,
     timeout: float | None,
     on_update: OnUpdate | None,
@@ -278,7 +278,7 @@ def _finish_flow(
     urls = tuple(image.url for image in result.images)
     # Paid from here on: the row says so until the files are on disk.
     book.update(status="unsaved", cost=result.cost_usd, urls=urls)
-    stem = files.stem_for(job.created_at, job.prompt, task_id)
+    stem = saving.stem_for(job.created_at, job.prompt, task_id)
     try:
         where: flows.SaveOptions = {"target": target, "stem": stem, "overwrite": target.overwrite}
         saved = yield from flows.save(client._core, result, None, where)
@@ -319,7 +319,7 @@ def _resume_flow(
     refuse_gone(entry, book.history)
     job, target = job_from(entry)
     if output is not None or format is not None:
-        target = files.check_target(output or str(target.folder), format, overwrite=True)
+        target = saving.check_target(output or str(target.folder), format, overwrite=True)
     if entry.status == "completed" and entry.paths and all(Path(p).is_file() for p in entry.paths):
         assert entry.task_id is not None
         return JobResult(
@@ -375,15 +375,15 @@ def _stored_request(entry: Entry) -> TaskRequest | None:
         return None
 
 
-def job_from(entry: Entry) -> tuple[Job, files.Target]:
+def job_from(entry: Entry) -> tuple[Job, saving.Target]:
     """The job a history row recorded, and where its files go (older rows: the current folder)."""
     record = entry.job or {}
     action: contract.Action = "remix_image" if entry.action == "remix_image" else "text_to_image"
     target_data = record.get("target")
     target = (
-        files.Target.from_json(target_data)
+        saving.Target.from_json(target_data)
         if isinstance(target_data, dict) and target_data.get("folder")
-        else files.Target(Path.cwd())
+        else saving.Target(Path.cwd())
     )
     job = Job(
         action=action,
@@ -418,7 +418,7 @@ def adopt(history: History | None, task_id: str, base_url: str) -> Entry:
         created_at=now,
         updated_at=now,
         base_url=base_url,
-        job={"target": files.Target(Path.cwd()).to_json(), "created_at": now},
+        job={"target": saving.Target(Path.cwd()).to_json(), "created_at": now},
     )
     if history is not None:
         entry.id = history.start(

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
 from fluxclaw import contract, errors
-from fluxclaw.files import ImageFormat, SavedImage
+from fluxclaw.files import ImageFormat
+from fluxclaw.saving import SavedImage
 
 Dest = str | os.PathLike[str] | None
 
@@ -108,18 +109,8 @@ class Image:
         quality: int | None = None,
         sidecar: bool = True,
     ) -> SavedImage:
-        from fluxclaw import files
-
-        path, fmt = files.target_paths(dest, 1, _stem(self), format)[0]
-        return files.store(
-            self.read(),
-            path,
-            fmt=fmt,
-            quality=quality,
-            metadata=self.metadata,
-            sidecar=sidecar,
-            url=self.url,
-        )
+        """Save this image alone, as `Result.save` would (named after its task)."""
+        return self._alone().save(dest, format=format, quality=quality, sidecar=sidecar)[0]
 
     async def asave(
         self,
@@ -129,17 +120,16 @@ class Image:
         quality: int | None = None,
         sidecar: bool = True,
     ) -> SavedImage:
-        from fluxclaw import files
+        return (await self._alone().asave(dest, format=format, quality=quality, sidecar=sidecar))[0]
 
-        path, fmt = files.target_paths(dest, 1, _stem(self), format)[0]
-        return files.store(
-            await self.aread(),
-            path,
-            fmt=fmt,
-            quality=quality,
-            metadata=self.metadata,
-            sidecar=sidecar,
-            url=self.url,
+    def _alone(self) -> Result:
+        meta = self.metadata
+        return Result(
+            task_id=_stem(self),
+            action=meta.get("action", "text_to_image"),
+            status="completed",
+            images=(self,),
+            cost_usd=meta.get("cost_usd"),
         )
 
 

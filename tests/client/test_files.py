@@ -10,7 +10,8 @@ import pytest
 from PIL import Image as PILImage
 
 from fluxclaw import errors
-from fluxclaw.files import read_source, sniff, store, target_paths
+from fluxclaw.files import read_source, sniff
+from fluxclaw.saving import store, target_paths
 
 META = {
     "task_id": "t-1",

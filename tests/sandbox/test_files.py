@@ -82,6 +82,20 @@ def test_prepare_validates_its_fields(api: httpx.Client) -> None:
     assert set(answer.json()["errors"]) == {"filename", "byte_size", "checksum"}
 
 
+def test_the_size_limit_is_the_contracts(api: httpx.Client) -> None:
+    """The client refuses what the sandbox rejects: both read contract.UPLOAD_MAX_BYTES."""
+    checksum = base64.b64encode(hashlib.md5(b"").digest()).decode()
+
+    def prepare(size: int) -> httpx.Response:
+        body = {"filename": "a.png", "byte_size": size, "checksum": checksum}
+        return api.post("/api/v1/files/prepare", json=body)
+
+    assert prepare(contract.UPLOAD_MAX_BYTES).status_code == 200
+    too_big = prepare(contract.UPLOAD_MAX_BYTES + 1)
+    assert too_big.status_code == 422
+    assert str(contract.UPLOAD_MAX_BYTES) in too_big.json()["errors"]["byte_size"][0]
+
+
 def test_base64_and_url_sources(api: httpx.Client, sandbox: Any) -> None:
     data = png((10, 10), (1, 2, 3))
     encoded = base64.b64encode(data).decode()

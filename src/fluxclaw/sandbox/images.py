@@ -187,7 +187,6 @@ class ImageCache:
         self._bytes = 0
         self._max = max_bytes
         self._lock = threading.Lock()
-        self.renders = 0
 
     def get(self, prompt: str, size: tuple[int, int], sources: Sequence[Source] = ()) -> bytes:
         key = (prompt, size[0], size[1], tuple(s.key for s in sources))
@@ -198,7 +197,6 @@ class ImageCache:
                 return found
         data = render(prompt, size, sources)
         with self._lock:
-            self.renders += 1
             if key not in self._items:
                 self._items[key] = data
                 self._bytes += len(data)
@@ -206,8 +204,3 @@ class ImageCache:
                 _, old = self._items.popitem(last=False)
                 self._bytes -= len(old)
         return data
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0

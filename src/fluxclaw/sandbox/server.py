@@ -1,5 +1,7 @@
-"""Running the sandbox: in a background thread for tests and `--sandbox` modes, or in the
-foreground for `fluxclaw sandbox` (the thread and its quick stop are `fluxclaw.serving`'s).
+"""Runs the sandbox in a background thread (tests, `--sandbox` modes) or the foreground (CLI).
+
+The thread, the bound socket and the quick stop are `fluxclaw.serving`'s; this adds the app, the
+protocol that lets a fault drop the connection, and the signal handling of `fluxclaw sandbox`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 All of it is touched only from the server's event loop, so nothing here locks. Task status is
 computed from (created_at, duration) when asked, so a status read is a dictionary lookup and a
-comparison; the scheduler in app.py only makes sure that tasks also *end* on time (charged,
+comparison; the scheduler (scheduler.py) only makes sure that tasks also *end* on time (charged,
 callbacks sent) when nobody asks.
 """
 
@@ -144,7 +144,6 @@ class StoredFile:
     data: bytes
     mime_type: str
     created_at: float
-    source_url: str | None = None
 
     @property
     def expires_at(self) -> float:
@@ -230,7 +229,7 @@ class SandboxState:
         if record is None:
             return None
         if record[0] != action or record[1] != body:
-            raise IdempotencyConflict(key)
+            raise IdempotencyConflict()
         return self.tasks.get(record[2])
 
     def create_task(
@@ -378,12 +377,11 @@ class SandboxState:
 
 
 class IdempotencyConflict(Exception):
-    def __init__(self, key: str) -> None:
+    def __init__(self) -> None:
         super().__init__(
             "This Idempotency-Key was already used with a different request body; "
             "use a new key for a new request."
         )
-        self.key = key
 
 
 def _is_number(value: object) -> bool:

@@ -1,0 +1,315 @@
+"""Where images go and how they are written: targets checked before paying, names, and
+atomic files that carry their own provenance.
+
+Generated URLs expire (7 days), so a saved file carries the prompt, model, task id and cost in its
+metadata and in a JSON sidecar next to it. Nothing here does network I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import struct
+import tempfile
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fluxclaw import errors
+from fluxclaw.files import EXTENSIONS, FORMATS, SUFFIX, ImageFormat, short_url, sniff
+
+
+@dataclass(frozen=True, slots=True)
+class SavedImage:
+    path: Path
+    sidecar: Path | None
+    format: ImageFormat
+    width: int
+    height: int
+    size_bytes: int
+    sha256: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a job's images go: a folder (names made from a stem) or a file name the user gave.
+
+    Checked by `check_target` before anything is paid for, and kept in the history so a resumed
+    task saves exactly where the original run would have.
+    """
+
+    folder: Path
+    name: str | None = None
+    format: ImageFormat | None = None
+    overwrite: bool = False
+
+    def paths(self, count: int, stem: str) -> list[tuple[Path, ImageFormat | None]]:
+        """`count` paths: <stem>[-i] in the folder (suffix added on save), or the file name,
+        numbered when there are several."""
+        out: list[tuple[Path, ImageFormat | None]] = []
+        for index in range(count):
+            number = f"-{index + 1}" if count > 1 else ""
+            if self.name is None:
+                out.append((self.folder / f"{stem}{number}", self.format))
+            else:
+                named = Path(self.name)
+                chosen = self.format or EXTENSIONS[named.suffix.lower()]
+                out.append((self.folder / f"{named.stem}{number}{SUFFIX[chosen]}", chosen))
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "folder": str(self.folder),
+            "name": self.name,
+            "format": self.format,
+            "overwrite": self.overwrite,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Target:
+        fmt = data.get("format")
+        return cls(
+            folder=Path(str(data["folder"])),
+            name=data.get("name") or None,
+            format=fmt if fmt in FORMATS else None,
+            overwrite=bool(data.get("overwrite")),
+        )
+
+
+# A last suffix like these names a file; one that is not an image format fluxclaw writes is
+# refused instead of silently becoming a folder (`-o pic.gif`). Longer or odd suffixes
+# (`out.v2`, `shots.2026`) are folders.
+_FILE_SUFFIX = re.compile(r"^\.[A-Za-z]{1,5}$")
+
+
+def check_target(
+    dest: str | os.PathLike[str] | None, fmt: ImageFormat | None = None, *, overwrite: bool = False
+) -> Target:
+    """The output target, checked before any money is spent: a path under a file, a folder we
+    cannot write or an unknown image suffix is a `ValidationError`, and so is an existing file
+    named explicitly (unless `overwrite`). Creates nothing."""
+    path = Path(os.path.abspath(Path(dest).expanduser())) if dest is not None else Path.cwd()
+    text = os.fspath(dest) if dest is not None else ""
+    folder_named = (
+        dest is None
+        or path.is_dir()
+        or text.endswith(("/", os.sep))
+        or not _FILE_SUFFIX.match(path.suffix)
+    )
+    if not folder_named and path.suffix.lower() not in EXTENSIONS:
+        raise _bad_output(
+            f"-o {text} ends in {path.suffix}, which is not an image format fluxclaw saves; "
+            "use .png, .jpg, .jpeg or .webp, or end the path with / for a folder."
+        )
+    folder = path if folder_named else path.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise _bad_output(
+            f"cannot save under {folder}: {existing} is a file, not a folder; choose another -o."
+        )
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise _bad_output(
+            f"cannot write into {existing} ({exc.strerror or exc}); choose another -o."
+        ) from None
+    if not folder_named and path.exists() and not overwrite:
+        raise _bad_output(
+            f"{path} already exists; pass --force to overwrite it, or choose another name."
+        )
+    return Target(folder, None if folder_named else path.name, fmt, overwrite)
+
+
+def _bad_output(message: str) -> errors.ValidationError:
+    return errors.ValidationError(message, errors={"output": [message]})
+
+
+def target_paths(
+    dest: str | os.PathLike[str] | None, count: int, stem: str, fmt: ImageFormat | None
+) -> list[tuple[Path, ImageFormat | None]]:
+    """Where `count` images go: into a folder as <stem>[-i].<ext>, or a file name (numbered).
+
+    A file name's suffix picks the format when none is given (`cat.webp` converts to WebP).
+    """
+    return check_target(dest, fmt, overwrite=True).paths(count, stem)
+
+
+def slug(prompt: str, words: int = 6) -> str:
+    found = re.findall(r"[a-z0-9]+", prompt.lower())
+    return "-".join(found[:words])[:48] or "image"
+
+
+def stem_for(created_at: float, prompt: str, task_id: str) -> str:
+    """<local time>-<prompt slug>-<task id prefix>: sorts by time, says what it is, and is the
+    same whenever a task's images are saved (the time is the job's, not the save's)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(created_at))
+    return f"{stamp}-{slug(prompt)}-{task_id[:8]}"
+
+
+def store(
+    data: bytes,
+    path: Path,
+    *,
+    fmt: ImageFormat | None = None,
+    quality: int | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    sidecar: bool = True,
+    url: str = "",
+    overwrite: bool = False,
+) -> SavedImage:
+    """Write one image atomically, converted if asked, with provenance inside and beside it.
+
+    `path` gets the format's suffix if it has no image suffix yet. An existing file is never
+    replaced unless `overwrite`: the same image is kept as it is, another gets a numbered name.
+    """
+    from PIL import Image as PILImage
+
+    source = sniff(data)
+    if source is None:
+        raise errors.DownloadError(f"{short_url(url) or 'data'} is not a PNG, JPEG or WebP image")
+    check_pixels(data, url)
+    target = fmt or source
+    if path.suffix.lower() not in EXTENSIONS:
+        path = path.with_name(path.name + SUFFIX[target])
+    meta = dict(metadata or {})
+    text = json.dumps(meta, ensure_ascii=False, sort_keys=True)
+    if target != source or quality is not None:
+        output = _convert(data, target, quality, meta, text)
+    elif target == "png":
+        output = _png_with_text(
+            data, {"fluxclaw": text, "Description": str(meta.get("prompt", ""))}
+        )
+    elif target == "jpeg":
+        output = _jpeg_with_comment(data, text)
+    else:
+        output = data  # WebP as served: provenance goes to the sidecar only
+    with PILImage.open(io.BytesIO(output)) as image:
+        width, height = image.size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(output).hexdigest()
+    if not overwrite and path.exists():
+        path = _free_name(path, digest)
+    if not (path.is_file() and _sha256(path) == digest):
+        atomic_write(path, output)
+    side: Path | None = None
+    if sidecar:
+        side = path.with_name(path.name + ".json")
+        record = {
+            **meta,
+            "file": path.name,
+            "format": target,
+            "width": width,
+            "height": height,
+            "size_bytes": len(output),
+            "sha256": digest,
+            "source_url": url or None,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        atomic_write(side, (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode())
+    return SavedImage(path, side, target, width, height, len(output), digest, url)
+
+
+def _free_name(path: Path, digest: str) -> Path:
+    """`path` if it already holds this very image, else the first free `<stem>-N<suffix>`."""
+    if path.is_file() and _sha256(path) == digest:
+        return path
+    for number in range(2, 10_000):
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+        if not candidate.exists() or (candidate.is_file() and _sha256(candidate) == digest):
+            return candidate
+    raise errors.ValidationError(f"no free file name next to {path}")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# Flux 2 makes about 4 MP (2k); anything far beyond is refused before it is decoded, so a
+# hostile or broken answer cannot make a conversion or thumbnail take gigabytes.
+MAX_PIXELS = 40_000_000
+
+
+def check_pixels(data: bytes, url: str = "") -> tuple[int, int]:
+    """Width and height from the image header, refused above MAX_PIXELS (nothing decoded)."""
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Exception as exc:  # Pillow raises many kinds for a broken header
+        raise errors.DownloadError(
+            f"{short_url(url) or 'data'} is not a readable image ({type(exc).__name__})"
+        ) from None
+    if width * height > MAX_PIXELS:
+        raise errors.DownloadError(
+            f"{short_url(url) or 'image'} declares {width}x{height} pixels, more than the "
+            f"{MAX_PIXELS:,} fluxclaw accepts (Flux 2 makes about 4 million)"
+        )
+    return width, height
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Readers see the old file or the whole new one, never half of it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _convert(
+    data: bytes, target: ImageFormat, quality: int | None, meta: Mapping[str, Any], text: str
+) -> bytes:
+    from PIL import Image as PILImage
+    from PIL import PngImagePlugin
+
+    with PILImage.open(io.BytesIO(data)) as image:
+        image.load()
+        out = io.BytesIO()
+        exif = PILImage.Exif()
+        exif[0x010E] = text  # ImageDescription
+        exif[0x0131] = "fluxclaw"  # Software
+        if target == "png":
+            info = PngImagePlugin.PngInfo()
+            info.add_itxt("fluxclaw", text)
+            info.add_itxt("Description", str(meta.get("prompt", "")))
+            image.save(out, "PNG", pnginfo=info)
+        elif target == "jpeg":
+            rgb = image.convert("RGB") if image.mode not in ("RGB", "L") else image
+            rgb.save(out, "JPEG", quality=quality or 90, exif=exif.tobytes(), comment=text.encode())
+        else:
+            image.save(out, "WEBP", quality=quality or 90, exif=exif.tobytes())
+        return out.getvalue()
+
+
+def _png_with_text(data: bytes, entries: Mapping[str, str]) -> bytes:
+    """Add iTXt chunks right after IHDR, leaving the pixels' bytes untouched (no re-encode)."""
+    ihdr_end = 8 + 8 + 13 + 4  # signature, length+type, IHDR data, CRC
+    chunks = b""
+    for key, value in entries.items():
+        body = key.encode("latin-1") + b"\x00\x00\x00" + b"\x00" + b"\x00" + value.encode()
+        chunks += struct.pack(">I", len(body)) + b"iTXt" + body
+        chunks += struct.pack(">I", zlib.crc32(b"iTXt" + body) & 0xFFFFFFFF)
+    return data[:ihdr_end] + chunks + data[ihdr_end:]
+
+
+def _jpeg_with_comment(data: bytes, text: str) -> bytes:
+    """Add a COM segment after SOI (no re-encode); JPEG segments hold at most 65533 bytes."""
+    body = text.encode()[:65533]
+    return data[:2] + b"\xff\xfe" + struct.pack(">H", len(body) + 2) + body + data[2:]
