@@ -22,6 +22,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -30,9 +31,10 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from fluxclaw import contract
+from fluxclaw.serving import GRACE_SECONDS, Served
 
 if TYPE_CHECKING:
-    from fluxclaw.serving import BackgroundServer
+    pass
 
 log = logging.getLogger("fluxclaw.callbacks")
 MAX_BODY = 256 * 1024
@@ -173,7 +175,7 @@ class CallbackReceiver:
                 self._confirming.discard(task_id)
 
 
-class CallbackServer:
+class CallbackServer(Served):
     """Serves a `CallbackReceiver` with uvicorn on a background thread (127.0.0.1 by default).
 
     `callback_url` is the local URL unless `public_url` says how the outside reaches it.
@@ -191,12 +193,6 @@ class CallbackServer:
         self.host = host
         self.port = port
         self._public = public_url
-        self._runner: BackgroundServer | None = None
-
-    @property
-    def base_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
 
     @property
     def callback_url(self) -> str | None:
@@ -209,14 +205,6 @@ class CallbackServer:
         return await self.receiver.await_for(task_id, timeout)
 
     def start(self) -> str:
-        import uvicorn  # here, not at import: `import fluxclaw` stays light
-
-        from fluxclaw.serving import GRACE_SECONDS, BackgroundServer, bind
-
-        if self._runner is not None:
-            return self.base_url
-        sock = bind(self.host, self.port)
-        self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.receiver,
             log_level="warning",
@@ -224,28 +212,9 @@ class CallbackServer:
             access_log=False,
             timeout_graceful_shutdown=GRACE_SECONDS,
         )
-        runner = BackgroundServer(config, sock, name="fluxclaw-callbacks")
-        runner.start(10, "the callback server")
-        self._runner = runner
+        self._serve(config, "callback server", 10)
         self.receiver.public_url = (self._public or self.base_url).rstrip("/")
         return self.base_url
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            self._runner.stop()
-            self._runner = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     async def __aenter__(self) -> Self:
         await asyncio.to_thread(self.start)

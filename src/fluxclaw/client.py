@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack
+from typing import Any, Self, TypedDict, TypeVar, Unpack
 
 import httpx
 
@@ -49,28 +49,31 @@ BALANCE = Call("GET", "/api/v1/me/balance")
 ME = Call("GET", "/api/v1/me")
 
 
+class ClientOptions(TypedDict, total=False):
+    """timeout (seconds a wait may take, default 600), http_timeout (per request), retry
+    (`RetryPolicy`), poll (`PollPolicy` or a preset name), max_image_bytes (download cap), prices
+    (`{"max": {"1k": cents}}` for estimates)."""
+
+    timeout: float
+    http_timeout: httpx.Timeout | float | None
+    retry: RetryPolicy | None
+    poll: PollPolicy | Preset | None
+    max_image_bytes: int
+    prices: Mapping[str, Mapping[str, int]] | None
+
+
 class _Base:
     """Construction and the parts that never do I/O."""
 
-    def __init__(
-        self,
-        api_key: str | None,
-        base_url: str | None,
-        *,
-        timeout: float,
-        retry: RetryPolicy | None,
-        poll: PollPolicy | Preset | None,
-        max_image_bytes: int,
-        prices: Mapping[str, Mapping[str, int]] | None,
-    ) -> None:
+    def __init__(self, api_key: str | None, base_url: str | None, options: ClientOptions) -> None:
         self._core = Core(
             api_key,
             base_url,
-            timeout=timeout,
-            poll=poll,
-            retry=retry,
-            max_image_bytes=max_image_bytes,
-            prices=prices,
+            timeout=options.get("timeout", DEFAULT_WAIT_TIMEOUT),
+            poll=options.get("poll"),
+            retry=options.get("retry"),
+            max_image_bytes=options.get("max_image_bytes", files.MAX_IMAGE_BYTES),
+            prices=options.get("prices"),
         )
 
     @property
@@ -121,26 +124,16 @@ class Client(_Base):
         api_key: str | None = None,
         base_url: str | None = None,
         *,
-        timeout: float = DEFAULT_WAIT_TIMEOUT,
-        http_timeout: httpx.Timeout | float | None = None,
-        retry: RetryPolicy | None = None,
-        poll: PollPolicy | Preset | None = None,
-        max_image_bytes: int = files.MAX_IMAGE_BYTES,
-        prices: Mapping[str, Mapping[str, int]] | None = None,
         transport: httpx.BaseTransport | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        super().__init__(
-            api_key,
-            base_url,
-            timeout=timeout,
-            retry=retry,
-            poll=poll,
-            max_image_bytes=max_image_bytes,
-            prices=prices,
-        )
+        """Key and base URL: arguments, then RUNAPI_API_KEY / RUNAPI_BASE_URL, then the config
+        file. `transport` replaces httpx's for API calls (tests, proxies)."""
+        super().__init__(api_key, base_url, options)
         settings = self._core.settings
+        http_timeout = options.get("http_timeout")
         self._session = Session(
-            settings.api_key, settings.base_url, timeout=http_timeout, transport=transport
+            settings.api_key, settings.base_url, transport=transport, timeout=http_timeout
         )
         self._plain = plain_client(http_timeout)
 
@@ -277,26 +270,14 @@ class AsyncClient(_Base):
         api_key: str | None = None,
         base_url: str | None = None,
         *,
-        timeout: float = DEFAULT_WAIT_TIMEOUT,
-        http_timeout: httpx.Timeout | float | None = None,
-        retry: RetryPolicy | None = None,
-        poll: PollPolicy | Preset | None = None,
-        max_image_bytes: int = files.MAX_IMAGE_BYTES,
-        prices: Mapping[str, Mapping[str, int]] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        super().__init__(
-            api_key,
-            base_url,
-            timeout=timeout,
-            retry=retry,
-            poll=poll,
-            max_image_bytes=max_image_bytes,
-            prices=prices,
-        )
+        super().__init__(api_key, base_url, options)
         settings = self._core.settings
+        http_timeout = options.get("http_timeout")
         self._session = AsyncSession(
-            settings.api_key, settings.base_url, timeout=http_timeout, transport=transport
+            settings.api_key, settings.base_url, transport=transport, timeout=http_timeout
         )
         self._plain = async_plain_client(http_timeout)
 

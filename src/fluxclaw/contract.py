@@ -56,30 +56,20 @@ HEADER_VALUE_MAX: Final = 512  # Idempotency-Key and X-Client-Request-Id
 # anything larger than this, so both fail the same way before money is involved.
 UPLOAD_MAX_BYTES: Final = 25 * 1024 * 1024
 
+_COMMON_FIELDS: Final = frozenset(
+    {
+        "model",
+        "prompt",
+        "aspect_ratio",
+        "output_resolution",
+        "output_count",
+        "enable_safety_checker",
+        "callback_url",
+    }
+)
 FIELDS: Final[dict[Action, frozenset[str]]] = {
-    "text_to_image": frozenset(
-        {
-            "model",
-            "prompt",
-            "aspect_ratio",
-            "output_resolution",
-            "output_count",
-            "enable_safety_checker",
-            "callback_url",
-        }
-    ),
-    "remix_image": frozenset(
-        {
-            "model",
-            "prompt",
-            "aspect_ratio",
-            "output_resolution",
-            "output_count",
-            "enable_safety_checker",
-            "source_image_urls",
-            "callback_url",
-        }
-    ),
+    "text_to_image": _COMMON_FIELDS,
+    "remix_image": _COMMON_FIELDS | {"source_image_urls"},
 }
 
 

@@ -158,23 +158,27 @@ class Entry:
         return self.status in UNFINISHED
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "task_id": self.task_id,
-            "status": self.status,
-            "action": self.action,
-            "model": self.model,
-            "prompt": self.prompt,
-            "params": self.params,
-            "cost": self.cost,
-            "error": self.error,
-            "urls": self.urls,
-            "paths": self.paths,
-            "base_url": self.base_url,
-            "idempotency_key": self.idempotency_key,
-            "sandbox": self.sandbox,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
+        """What `fluxclaw history --json` prints: everything but the row id and stored bodies."""
+        return {name: getattr(self, name) for name in _JSON_FIELDS}
+
+
+_JSON_FIELDS = (
+    "task_id",
+    "status",
+    "action",
+    "model",
+    "prompt",
+    "params",
+    "cost",
+    "error",
+    "urls",
+    "paths",
+    "base_url",
+    "idempotency_key",
+    "sandbox",
+    "created_at",
+    "updated_at",
+)
 
 
 class History:

@@ -12,14 +12,16 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
 from fluxclaw import contract, errors
-from fluxclaw.files import ImageFormat
 from fluxclaw.saving import SavedImage
+
+if TYPE_CHECKING:
+    from fluxclaw._flows import SaveOptions
 
 Dest = str | os.PathLike[str] | None
 
@@ -101,26 +103,12 @@ class Image:
         async with AsyncClient() as client:
             return await client.read(self)
 
-    def save(
-        self,
-        dest: Dest = None,
-        *,
-        format: ImageFormat | None = None,
-        quality: int | None = None,
-        sidecar: bool = True,
-    ) -> SavedImage:
+    def save(self, dest: Dest = None, **options: Unpack[SaveOptions]) -> SavedImage:
         """Save this image alone, as `Result.save` would (named after its task)."""
-        return self._alone().save(dest, format=format, quality=quality, sidecar=sidecar)[0]
+        return self._alone().save(dest, **options)[0]
 
-    async def asave(
-        self,
-        dest: Dest = None,
-        *,
-        format: ImageFormat | None = None,
-        quality: int | None = None,
-        sidecar: bool = True,
-    ) -> SavedImage:
-        return (await self._alone().asave(dest, format=format, quality=quality, sidecar=sidecar))[0]
+    async def asave(self, dest: Dest = None, **options: Unpack[SaveOptions]) -> SavedImage:
+        return (await self._alone().asave(dest, **options))[0]
 
     def _alone(self) -> Result:
         meta = self.metadata
@@ -204,50 +192,25 @@ class Result:
     def cost_cents(self) -> int | None:
         return None if self.cost_usd is None else round(self.cost_usd * 100)
 
-    def save(
-        self,
-        dest: Dest = None,
-        *,
-        format: ImageFormat | None = None,
-        quality: int | None = None,
-        sidecar: bool = True,
-        stem: str | None = None,
-        overwrite: bool = False,
-    ) -> list[SavedImage]:
+    def save(self, dest: Dest = None, **options: Unpack[SaveOptions]) -> list[SavedImage]:
         """Download every image into `dest` (a folder, default the current one, or a file name)
-        through the client that waited for it (its pool, size cap and retries).
-
-        In a folder, files are named `<stem>[-n].<ext>`; the stem defaults to the task id.
+        through the client that waited for it (its pool, size cap and retries); options as
+        `Client.save`. In a folder, files are named `<stem>[-n].<ext>` (default: the task id).
         """
         from fluxclaw.client import Client
 
-        kwargs: dict[str, Any] = dict(
-            format=format, quality=quality, sidecar=sidecar, stem=stem, overwrite=overwrite
-        )
         if isinstance(self.client, Client):
-            return self.client.save(self, dest, **kwargs)
+            return self.client.save(self, dest, **options)
         with Client() as client:
-            return client.save(self, dest, **kwargs)
+            return client.save(self, dest, **options)
 
-    async def asave(
-        self,
-        dest: Dest = None,
-        *,
-        format: ImageFormat | None = None,
-        quality: int | None = None,
-        sidecar: bool = True,
-        stem: str | None = None,
-        overwrite: bool = False,
-    ) -> list[SavedImage]:
+    async def asave(self, dest: Dest = None, **options: Unpack[SaveOptions]) -> list[SavedImage]:
         from fluxclaw.client import AsyncClient
 
-        kwargs: dict[str, Any] = dict(
-            format=format, quality=quality, sidecar=sidecar, stem=stem, overwrite=overwrite
-        )
         if isinstance(self.client, AsyncClient):
-            return await self.client.save(self, dest, **kwargs)
+            return await self.client.save(self, dest, **options)
         async with AsyncClient() as client:
-            return await client.save(self, dest, **kwargs)
+            return await client.save(self, dest, **options)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (what the CLI prints with --json)."""

@@ -12,7 +12,8 @@ import contextlib
 import socket
 import threading
 import time
-from typing import Final
+from types import TracebackType
+from typing import Final, Self
 
 import uvicorn
 
@@ -124,3 +125,47 @@ class BackgroundServer:
         self._server.request_exit()
         grace = self._server.config.timeout_graceful_shutdown or GRACE_SECONDS
         self._thread.join(grace + 10)
+
+
+class Served:
+    """What the sandbox and the callback server share: one app on host:port, served in the
+    background from `start()` (or `with`) until `stop()`."""
+
+    host: str
+    port: int
+    _runner: BackgroundServer | None = None
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def _serve(self, config: uvicorn.Config, name: str, timeout: float) -> str:
+        """Bind (port 0 picks one), serve `config`'s app, and return the base URL."""
+        if self._runner is None:
+            sock = bind(self.host, self.port)
+            self.port = sock.getsockname()[1]
+            runner = BackgroundServer(config, sock, name=f"fluxclaw-{name}-{self.port}")
+            runner.start(timeout, f"the {name}")
+            self._runner = runner
+        return self.base_url
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.stop()
+            self._runner = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> str:
+        raise NotImplementedError

@@ -361,6 +361,17 @@ class _SessionBase:
         self._secret = api_key
         self._auth = BearerAuth(api_key, base_url)
 
+    def _kwargs(
+        self, timeout: httpx.Timeout | float | None, limits: httpx.Limits | None
+    ) -> dict[str, Any]:
+        """The API client's settings: its base, the origin-bound auth, no redirects."""
+        return {
+            "base_url": self.base_url,
+            "auth": self._auth,
+            "follow_redirects": False,
+            **_client_kwargs(timeout, limits),
+        }
+
     def _read(self, response: httpx.Response, call: Call, started: float) -> Reply:
         self._log(call, str(response.status_code), started)
         return read_reply(response, call, self._secret)
@@ -388,18 +399,12 @@ class Session(_SessionBase):
         api_key: str | None,
         base_url: str,
         *,
+        transport: httpx.BaseTransport | None = None,
         timeout: httpx.Timeout | float | None = None,
         limits: httpx.Limits | None = None,
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(api_key, base_url)
-        self.http = httpx.Client(
-            base_url=base_url,
-            auth=self._auth,
-            follow_redirects=False,
-            transport=transport,
-            **_client_kwargs(timeout, limits),
-        )
+        self.http = httpx.Client(transport=transport, **self._kwargs(timeout, limits))
 
     def exchange(self, call: Call) -> Reply:
         """One attempt (retries are `_flows.send`'s): the reply, or the typed error."""
@@ -424,17 +429,13 @@ class AsyncSession(_SessionBase):
         api_key: str | None,
         base_url: str,
         *,
+        transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout | float | None = None,
         limits: httpx.Limits | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(api_key, base_url)
         self.http = httpx.AsyncClient(
-            base_url=base_url,
-            auth=self._auth,
-            follow_redirects=False,
-            transport=transport or api_transport(limits),
-            **_client_kwargs(timeout, limits),
+            transport=transport or api_transport(limits), **self._kwargs(timeout, limits)
         )
         # httpx's pool rescans its whole queue on every event, so thousands of queued requests
         # cost O(n^2) CPU; requests wait here instead, in a queue that costs nothing to wait in.

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any, Final
 
 import uvicorn
@@ -19,7 +19,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from fluxclaw.sandbox import faults as faults_mod
 from fluxclaw.sandbox.app import ABORT_EXTENSION, create_app
 from fluxclaw.sandbox.state import MAX_PRICE_CENTS, SandboxConfig, SandboxState
-from fluxclaw.serving import GRACE_SECONDS, BackgroundServer, bind
+from fluxclaw.serving import GRACE_SECONDS, Served
 
 START_TIMEOUT: Final = 15.0
 
@@ -38,7 +38,7 @@ class AbortableProtocol(HttpToolsProtocol):
         extensions[ABORT_EXTENSION] = self.transport.abort
 
 
-class SandboxServer:
+class SandboxServer(Served):
     """A RunAPI-compatible Flux 2 server on loopback; see README "Sandbox" for what it serves."""
 
     def __init__(
@@ -76,15 +76,9 @@ class SandboxServer:
             balance_cents=round(balance_usd * 100),
             seed=seed,
         )
-        self.base_url = ""
-        self._runner: BackgroundServer | None = None
 
     def start(self) -> str:
         """Serve in a background thread; returns the base URL once connections are accepted."""
-        if self._runner is not None:
-            return self.base_url
-        sock = bind(self.host, self.port)
-        port = sock.getsockname()[1]
         config = uvicorn.Config(
             create_app(self.state),
             http=AbortableProtocol,
@@ -96,30 +90,7 @@ class SandboxServer:
             timeout_graceful_shutdown=GRACE_SECONDS,
             timeout_keep_alive=30,
         )
-        runner = BackgroundServer(config, sock, name=f"fluxclaw-sandbox-{port}")
-        runner.start(START_TIMEOUT, "the sandbox")
-        self._runner = runner
-        self.port = port
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.base_url = f"http://{host}:{port}"
-        return self.base_url
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            self._runner.stop()
-            self._runner = None
-
-    def __enter__(self) -> SandboxServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return self._serve(config, "sandbox", START_TIMEOUT)
 
     def serve_forever(self) -> None:
         """Print the base URL as the first stdout line once serving; stop on SIGINT or SIGTERM."""
@@ -143,5 +114,5 @@ class SandboxServer:
                 signal.signal(sig, handler)
 
     def __repr__(self) -> str:
-        where = self.base_url or "not started"
+        where = self.base_url if self._runner else "not started"
         return f"SandboxServer({where}, speed={self.state.config.speed:g})"
