@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypedDict, TypeVar, cast
 
 from fluxclaw import contract, errors, files, saving
-from fluxclaw.core import (
+from fluxclaw._core import (
     Core,
     CreateOptions,
     Draft,

@@ -31,7 +31,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from fluxclaw import contract
-from fluxclaw.serving import GRACE_SECONDS, Served
+from fluxclaw._serving import GRACE_SECONDS, Served
 
 if TYPE_CHECKING:
     pass

@@ -22,6 +22,7 @@ import httpx
 
 from fluxclaw import _flows as flows
 from fluxclaw import contract, files, saving
+from fluxclaw._core import DEFAULT_WAIT_TIMEOUT, Core, CreateOptions, Draft, ImageSource, OnUpdate
 from fluxclaw._flows import (
     GenerateOptions,
     QuoteOptions,
@@ -30,7 +31,6 @@ from fluxclaw._flows import (
     SubmitOptions,
     WaitOptions,
 )
-from fluxclaw.core import DEFAULT_WAIT_TIMEOUT, Core, CreateOptions, Draft, ImageSource, OnUpdate
 from fluxclaw.models import Image, Result, Task, TaskRequest, TaskStatus
 from fluxclaw.polling import DurationStats, PollPolicy, Preset
 from fluxclaw.pricing import CostEstimate

@@ -33,7 +33,6 @@ EXTENSIONS: dict[str, ImageFormat] = {
     ".webp": "webp",
 }
 SUFFIX: dict[ImageFormat, str] = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
-MIME: dict[ImageFormat, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 MAX_UPLOAD_BYTES = contract.UPLOAD_MAX_BYTES
 CHUNK = 64 * 1024

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from fluxclaw import _flows as flows
 from fluxclaw import contract, errors, files, saving
-from fluxclaw.core import CreateOptions, OnUpdate
+from fluxclaw._bookkeeping import Book
+from fluxclaw._core import CreateOptions, OnUpdate
 from fluxclaw.history import Entry, History
-from fluxclaw.models import Result, Task, TaskRequest, TaskStatus
+from fluxclaw.models import Result, Task, TaskRequest
 
 if TYPE_CHECKING:
     from fluxclaw.client import AsyncClient, Client, _Base
@@ -112,93 +113,7 @@ class JobResult:
         }
 
 
-class _Book:
-    """One job's history row; every method does nothing without a history."""
-
-    def __init__(
-        self,
-        history: History | None,
-        row: int | None = None,
-        task_id: str | None = None,
-        status: str = "submitting",
-    ) -> None:
-        self.history = history
-        self.row = row
-        self.task_id = task_id
-        self.status = status
-
-    def start(self, job: Job, target: saving.Target, base_url: str, sandbox: bool) -> None:
-        if self.history is None:
-            return
-        sources = [
-            s if contract.is_http_url(s) else str(Path(s).expanduser().resolve())
-            for s in job.sources
-        ]
-        record = {
-            "model": job.model,
-            "aspect_ratio": job.aspect_ratio,
-            "resolution": job.resolution,
-            "safety_checker": job.safety_checker,
-            "callback_url": job.callback_url,
-            "sources": sources,
-            "target": target.to_json(),
-            "created_at": job.created_at,
-        }
-        model = contract.resolve_model(job.model, job.action)
-        self.row = self.history.start(
-            action=job.action,
-            model=model.id,
-            prompt=job.prompt,
-            params=job.params(),
-            idempotency_key=job.idempotency_key,
-            base_url=base_url,
-            job=record,
-            sandbox=sandbox,
-        )
-
-    def update(self, **values: Any) -> None:
-        self.task_id = values.get("task_id") or self.task_id
-        self.status = values.get("status") or self.status
-        if self.history is not None and self.row is not None:
-            self.history.update(self.row, **values)
-
-    def watching(self, on_update: OnUpdate | None) -> OnUpdate:
-        """The caller's `on_update`, after recording the task id the moment it is known (the
-        first update comes from inside the create), so an interrupt right after cannot lose it."""
-
-        def seen(status: TaskStatus) -> Any:
-            if self.task_id is None:
-                self.update(task_id=status.task_id, status=status.status)
-            return on_update(status) if on_update is not None else None
-
-        return seen
-
-    def abandoned(self) -> None:
-        """The flow was stopped wherever it was (Ctrl-C, a cancelled task): leave the row
-        resumable. A create with no task id yet is resent by its key; a task is waited for."""
-        if self.status in ("submitting", "unanswered"):
-            self.update(status="interrupted" if self.task_id else "unanswered")
-        elif self.status in contract.STATUSES and self.status not in contract.TERMINAL_STATUSES:
-            self.update(status="interrupted")
-
-    def durations(self, client: _Base, request: TaskRequest | None) -> None:
-        """Start the client from what earlier processes learned about this server's times."""
-        if self.history is None or request is None:
-            return
-        found = self.history.load_durations(client.base_url, request.model, request.resolution)
-        if found:
-            client.durations.restore((request.model, request.resolution), found)
-
-    def learned(self, client: _Base, request: TaskRequest | None) -> None:
-        if self.history is None or request is None:
-            return
-        key = (request.model, request.resolution)
-        snapshot = client.durations.snapshot(key)
-        if snapshot["records"] or snapshot["first_polls"]:
-            self.history.save_durations(client.base_url, *key, snapshot)
-
-
-def _create_failed(error: errors.FluxclawError, key: str, book: _Book) -> errors.FluxclawError:
+def _create_failed(error: errors.FluxclawError, key: str, book: Book) -> errors.FluxclawError:
     if isinstance(error, _REFUSED):
         book.update(status="rejected", error=error.message)
         return error
@@ -211,7 +126,7 @@ def _create_failed(error: errors.FluxclawError, key: str, book: _Book) -> errors
 
 
 def _submitted(
-    client: _Base, request: TaskRequest, key: str, book: _Book, on_update: OnUpdate | None
+    client: _Base, request: TaskRequest, key: str, book: Book, on_update: OnUpdate | None
 ) -> flows.Flow[Task]:
     """Record the exact body, then send it with its key; shared by new and resumed jobs."""
     book.update(request=dict(request.body))
@@ -228,7 +143,7 @@ def _submitted(
 def _create_flow(
     client: _Base,
     job: Job,
-    book: _Book,
+    book: Book,
     *,
     sandbox: bool,
     wait: bool,
@@ -255,7 +170,7 @@ def _finish_flow(
     task: Task | str,
     job: Job,
     target: saving.Target,
-    book: _Book,
+    book: Book,
     timeout: float | None,
     on_update: OnUpdate | None,
 ) -> Flow:
@@ -309,7 +224,7 @@ def _finish_flow(
 def _resume_flow(
     client: _Base,
     entry: Entry,
-    book: _Book,
+    book: Book,
     *,
     output: str | None,
     format: files.ImageFormat | None,
@@ -404,7 +319,7 @@ def job_from(entry: Entry) -> tuple[Job, saving.Target]:
 
 def adopt(history: History | None, task_id: str, base_url: str) -> Entry:
     """A task made elsewhere (another machine, a script): a row, so it is in the history too."""
-    from fluxclaw.core import check_task_id
+    from fluxclaw._core import check_task_id
 
     task_id = check_task_id(task_id)
     now = time.time()
@@ -434,7 +349,7 @@ def adopt(history: History | None, task_id: str, base_url: str) -> Entry:
     return entry
 
 
-def _guarded(flow: Flow, book: _Book) -> Flow:
+def _guarded(flow: Flow, book: Book) -> Flow:
     """The job's flow; stopped anywhere (Ctrl-C, a cancelled task), its row stays resumable."""
     try:
         return (yield from flow)
@@ -470,7 +385,7 @@ class ResumeOptions(TypedDict, total=False):
 
 
 def _started(client: _Base, job: Job, options: RunOptions) -> Flow:
-    book = _Book(options.get("history"))
+    book = Book(options.get("history"))
     flow = _create_flow(
         client,
         job,
@@ -484,7 +399,7 @@ def _started(client: _Base, job: Job, options: RunOptions) -> Flow:
 
 
 def _resumed(client: _Base, entry: Entry, options: ResumeOptions) -> Flow:
-    book = _Book(options.get("history"), entry.id or None, entry.task_id, entry.status)
+    book = Book(options.get("history"), entry.id or None, entry.task_id, entry.status)
     flow = _resume_flow(
         client,
         entry,

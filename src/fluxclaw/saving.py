@@ -134,16 +134,6 @@ def _bad_output(message: str) -> errors.ValidationError:
     return errors.ValidationError(message, errors={"output": [message]})
 
 
-def target_paths(
-    dest: str | os.PathLike[str] | None, count: int, stem: str, fmt: ImageFormat | None
-) -> list[tuple[Path, ImageFormat | None]]:
-    """Where `count` images go: into a folder as <stem>[-i].<ext>, or a file name (numbered).
-
-    A file name's suffix picks the format when none is given (`cat.webp` converts to WebP).
-    """
-    return check_target(dest, fmt, overwrite=True).paths(count, stem)
-
-
 def slug(prompt: str, words: int = 6) -> str:
     found = re.findall(r"[a-z0-9]+", prompt.lower())
     return "-".join(found[:words])[:48] or "image"

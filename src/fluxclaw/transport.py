@@ -52,10 +52,6 @@ class RetryPolicy:
         return float(ceiling * rng())
 
 
-DEFAULT_RETRY = RetryPolicy()
-NO_RETRY = RetryPolicy(max_attempts=1)
-
-
 @dataclass(slots=True)
 class Call:
     """One API request, built once and sent as many times as the retry policy allows."""
@@ -305,10 +301,6 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port or default)
 
 
-def same_origin(a: str | httpx.URL, b: str | httpx.URL) -> bool:
-    return _origin(httpx.URL(a)) == _origin(httpx.URL(b))
-
-
 # httpcore checks every pooled connection on every pool event, so a few dozen connections, all
 # kept alive, cost far less CPU than a hundred that churn; 32 carry ~150 req/s at 200 ms each.
 DEFAULT_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=32)
@@ -332,12 +324,12 @@ def _ssl_context() -> ssl.SSLContext:
 
 
 def api_transport(limits: httpx.Limits | None = None) -> httpx.AsyncBaseTransport | None:
-    """aiohttp's engine for the async API session (`fluxclaw.aio_transport`), or None for
+    """aiohttp's engine for the async API session (`fluxclaw._aio_transport`), or None for
     httpx's own when the environment names a proxy: httpx honours HTTP(S)_PROXY and NO_PROXY
     only for its own transport, and aiohttp's way (trust_env) would also read ~/.netrc."""
     if urllib.request.getproxies():
         return None
-    from fluxclaw.aio_transport import ApiTransport
+    from fluxclaw._aio_transport import ApiTransport
 
     return ApiTransport(verify=_ssl_context(), limits=limits or DEFAULT_LIMITS)
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image as PILImage
 
 from fluxclaw import errors
 from fluxclaw.files import read_source, sniff
-from fluxclaw.saving import store, target_paths
+from fluxclaw.saving import check_target, store
 
 META = {
     "task_id": "t-1",
@@ -68,6 +69,10 @@ def test_not_an_image_is_refused_and_nothing_is_left(tmp_path: Path) -> None:
     with pytest.raises(errors.DownloadError):
         store(b"<html>oops</html>", tmp_path / "x.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def target_paths(dest: Path, count: int, stem: str, fmt: Any) -> list[tuple[Path, Any]]:
+    return check_target(dest, fmt, overwrite=True).paths(count, stem)
 
 
 def test_target_paths(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Runs the sandbox in a background thread (tests, `--sandbox` modes) or the foreground (CLI).
 
-The thread, the bound socket and the quick stop are `fluxclaw.serving`'s; this adds the app, the
+The thread, the bound socket and the quick stop are `fluxclaw._serving`'s; this adds the app, the
 protocol that lets a fault drop the connection, and the signal handling of `fluxclaw sandbox`.
 """
 
@@ -16,10 +16,10 @@ from typing import Any, Final
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from fluxclaw._serving import GRACE_SECONDS, Served
 from fluxclaw.sandbox import faults as faults_mod
 from fluxclaw.sandbox.app import ABORT_EXTENSION, create_app
 from fluxclaw.sandbox.state import MAX_PRICE_CENTS, SandboxConfig, SandboxState
-from fluxclaw.serving import GRACE_SECONDS, Served
 
 START_TIMEOUT: Final = 15.0
 

@@ -1,0 +1,105 @@
+"""A job's history row: what is recorded at each step, so any stop leaves it resumable.
+
+Every method does nothing without a history (library users opt in). It also carries the
+generation times a client learned to the next process (`durations`, `learned`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fluxclaw import contract, saving
+from fluxclaw._core import OnUpdate
+from fluxclaw.history import History
+from fluxclaw.models import TaskRequest, TaskStatus
+
+if TYPE_CHECKING:
+    from fluxclaw.client import _Base as ClientBase
+    from fluxclaw.jobs import Job
+
+
+class Book:
+    """One job's history row; every method does nothing without a history."""
+
+    def __init__(
+        self,
+        history: History | None,
+        row: int | None = None,
+        task_id: str | None = None,
+        status: str = "submitting",
+    ) -> None:
+        self.history = history
+        self.row = row
+        self.task_id = task_id
+        self.status = status
+
+    def start(self, job: Job, target: saving.Target, base_url: str, sandbox: bool) -> None:
+        if self.history is None:
+            return
+        sources = [
+            s if contract.is_http_url(s) else str(Path(s).expanduser().resolve())
+            for s in job.sources
+        ]
+        record = {
+            "model": job.model,
+            "aspect_ratio": job.aspect_ratio,
+            "resolution": job.resolution,
+            "safety_checker": job.safety_checker,
+            "callback_url": job.callback_url,
+            "sources": sources,
+            "target": target.to_json(),
+            "created_at": job.created_at,
+        }
+        model = contract.resolve_model(job.model, job.action)
+        self.row = self.history.start(
+            action=job.action,
+            model=model.id,
+            prompt=job.prompt,
+            params=job.params(),
+            idempotency_key=job.idempotency_key,
+            base_url=base_url,
+            job=record,
+            sandbox=sandbox,
+        )
+
+    def update(self, **values: Any) -> None:
+        self.task_id = values.get("task_id") or self.task_id
+        self.status = values.get("status") or self.status
+        if self.history is not None and self.row is not None:
+            self.history.update(self.row, **values)
+
+    def watching(self, on_update: OnUpdate | None) -> OnUpdate:
+        """The caller's `on_update`, after recording the task id the moment it is known (the
+        first update comes from inside the create), so an interrupt right after cannot lose it."""
+
+        def seen(status: TaskStatus) -> Any:
+            if self.task_id is None:
+                self.update(task_id=status.task_id, status=status.status)
+            return on_update(status) if on_update is not None else None
+
+        return seen
+
+    def abandoned(self) -> None:
+        """The flow was stopped wherever it was (Ctrl-C, a cancelled task): leave the row
+        resumable. A create with no task id yet is resent by its key; a task is waited for."""
+        if self.status in ("submitting", "unanswered"):
+            self.update(status="interrupted" if self.task_id else "unanswered")
+        elif self.status in contract.STATUSES and self.status not in contract.TERMINAL_STATUSES:
+            self.update(status="interrupted")
+
+    def durations(self, client: ClientBase, request: TaskRequest | None) -> None:
+        """Start the client from what earlier processes learned about this server's times."""
+        if self.history is None or request is None:
+            return
+        found = self.history.load_durations(client.base_url, request.model, request.resolution)
+        if found:
+            client.durations.restore((request.model, request.resolution), found)
+
+    def learned(self, client: ClientBase, request: TaskRequest | None) -> None:
+        if self.history is None or request is None:
+            return
+        key = (request.model, request.resolution)
+        snapshot = client.durations.snapshot(key)
+        if snapshot["records"] or snapshot["first_polls"]:
+            self.history.save_durations(client.base_url, *key, snapshot)
