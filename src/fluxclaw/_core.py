@@ -1,6 +1,7 @@
-"""What both clients share: building and checking requests, reading answers, and each wait's
-state (what to ask, when, and what an answer means). No I/O here, so `Client` and
-`AsyncClient` differ only in how they send and sleep.
+"""Requests built and checked, answers read, each wait's state: the clients' logic, no I/O.
+
+Each wait knows what to ask, when, and what an answer means; `_flows` does the asking, so
+`Client` and `AsyncClient` differ only in how they send and sleep.
 
 Validation runs before any request, every create carries an Idempotency-Key, and every error
 raised once a task exists carries its id.

@@ -1,5 +1,6 @@
-"""Where images go and how they are written: targets checked before paying, names, and
-atomic files that carry their own provenance.
+"""Where images go and how they are written: checked targets, names, atomic files.
+
+Targets are checked before anything is paid for; files carry their own provenance.
 
 Generated URLs expire (7 days), so a saved file carries the prompt, model, task id and cost in its
 metadata and in a JSON sidecar next to it. Nothing here does network I/O.
