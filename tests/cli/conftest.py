@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 FLUXCLAW = str(Path(sys.executable).with_name("fluxclaw"))
+KEY = "sk-cli-SECRET-7f3a9c"
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -48,3 +51,25 @@ def one_line_error(stderr: str) -> str:
 
 def args_list(values: Sequence[str]) -> list[str]:
     return list(values)
+
+
+@pytest.fixture
+def sandbox(fluxclaw_sandbox_factory: Any) -> Any:
+    return fluxclaw_sandbox_factory(api_key=KEY)
+
+
+@pytest.fixture
+def api(sandbox: Any, cli_env: dict[str, str]) -> dict[str, str]:
+    """Environment that points the CLI at the sandbox, with the poll schedule scaled to it."""
+    cli_env.update(RUNAPI_API_KEY=KEY, RUNAPI_BASE_URL=sandbox.base_url, FLUXCLAW_TIME_SCALE="0.01")
+    return cli_env
+
+
+def history_rows(env: dict[str, str]) -> list[dict[str, Any]]:
+    """Every history row (none when no history file was ever written)."""
+    path = Path(env["FLUXCLAW_DATA_DIR"]) / "history.sqlite"
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM tasks ORDER BY id")]

@@ -19,36 +19,14 @@ from PIL import Image
 
 from fluxclaw import contract
 
-from .conftest import FLUXCLAW, Run, one_line_error
-from .test_tasks import KEY
+from .conftest import FLUXCLAW, KEY, Run, history_rows, one_line_error
 
 CREATES = ("/api/v1/flux_2/text_to_image", "/api/v1/flux_2/remix_image")
 
 
 @pytest.fixture
-def sandbox(fluxclaw_sandbox_factory: Any) -> Any:
-    return fluxclaw_sandbox_factory(api_key=KEY)
-
-
-@pytest.fixture
-def api(sandbox: Any, cli_env: dict[str, str]) -> dict[str, str]:
-    cli_env.update(RUNAPI_API_KEY=KEY, RUNAPI_BASE_URL=sandbox.base_url, FLUXCLAW_TIME_SCALE="0.01")
-    return cli_env
-
-
-@pytest.fixture
 def work(run: Run, tmp_path: Path) -> Path:
     return tmp_path / "work"  # the `run` fixture's working folder
-
-
-def history_rows(env: dict[str, str]) -> list[dict[str, Any]]:
-    """Every history row (none when no history file was ever written)."""
-    path = Path(env["FLUXCLAW_DATA_DIR"]) / "history.sqlite"
-    if not path.exists():
-        return []
-    with sqlite3.connect(path) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute("SELECT * FROM tasks ORDER BY id")]
 
 
 def charges(sandbox: Any) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -15,27 +14,7 @@ from PIL import Image
 
 from fluxclaw import contract
 
-from .conftest import FLUXCLAW, Run, one_line_error
-
-KEY = "sk-cli-SECRET-7f3a9c"
-
-
-@pytest.fixture
-def sandbox(fluxclaw_sandbox_factory: Any) -> Any:
-    return fluxclaw_sandbox_factory(api_key=KEY)
-
-
-@pytest.fixture
-def api(sandbox: Any, cli_env: dict[str, str]) -> dict[str, str]:
-    """Environment that points the CLI at the sandbox, with the poll schedule scaled to it."""
-    cli_env.update(RUNAPI_API_KEY=KEY, RUNAPI_BASE_URL=sandbox.base_url, FLUXCLAW_TIME_SCALE="0.01")
-    return cli_env
-
-
-def history_rows(env: dict[str, str]) -> list[dict[str, Any]]:
-    with sqlite3.connect(Path(env["FLUXCLAW_DATA_DIR"]) / "history.sqlite") as db:
-        db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute("SELECT * FROM tasks ORDER BY id")]
+from .conftest import FLUXCLAW, KEY, Run, history_rows, one_line_error
 
 
 def test_generate_json_saves_png_and_history(run: Run, api: dict[str, str], sandbox: Any) -> None:
