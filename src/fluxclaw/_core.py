@@ -32,7 +32,7 @@ from fluxclaw.models import (
 )
 from fluxclaw.polling import DurationStats, PollPolicy, PollSchedule, Preset
 from fluxclaw.pricing import CostEstimate, estimate_cost
-from fluxclaw.transport import Call, Reply, RetryPolicy
+from fluxclaw.transport import DEFAULT_REQUEST_TIMEOUT, Call, Reply, RetryPolicy
 
 DEFAULT_WAIT_TIMEOUT = 600.0
 ImageSource = str | os.PathLike[str] | bytes
@@ -97,6 +97,7 @@ class Core:
         retry: RetryPolicy | None,
         max_image_bytes: int,
         prices: Mapping[str, Mapping[str, int]] | None,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
         self.settings: Settings = resolve_settings(api_key, base_url)
         if not contract.is_http_url(self.settings.base_url):
@@ -111,10 +112,19 @@ class Core:
         self.poll = poll or PollPolicy()
         self.retry = retry or RetryPolicy()
         self.max_image_bytes = max_image_bytes
+        if request_timeout <= 0:
+            raise errors.ValidationError(f"request_timeout={request_timeout} must be above 0.")
+        self.request_timeout = request_timeout
         self.prices = prices
         self.stats = DurationStats(self.poll)
         self._tasks: OrderedDict[str, Task] = OrderedDict()
         self._lock = threading.Lock()
+
+    def until(self, deadline: float | None) -> float:
+        """When one request or download must be done: its own total time, or sooner if the
+        operation around it (a wait) ends first."""
+        own = time.monotonic() + self.request_timeout
+        return own if deadline is None else min(own, deadline)
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -393,13 +403,20 @@ class Wait:
             raise failed_error(status)
         if self.schedule.expired():
             raise errors.TaskTimeoutError(
-                f"task {self.task.id} is still {status.status} after {self.timeout:g}s; "
+                f"task {self.task.id} is still {status.status} after {self.timeout:.3g}s; "
                 f"it may still finish: {resume_hint(self.task.id)}",
                 task_id=self.task.id,
                 request_id=status.request_id,
             )
 
     def annotate(self, error: errors.FluxclawError) -> errors.FluxclawError:
+        if isinstance(error, errors.RequestTimeoutError) and time.monotonic() >= self.deadline:
+            # The wait's own deadline cut the request short: the task is not known to be lost.
+            return errors.TaskTimeoutError(
+                f"task {self.task.id} did not finish within {self.timeout:.3g}s (the last status "
+                f"request was cut off); it may still finish: {resume_hint(self.task.id)}",
+                task_id=self.task.id,
+            )
         if error.task_id is None:
             error.task_id = self.task.id
         if error.hint is None and not isinstance(error, errors.TaskFailedError):

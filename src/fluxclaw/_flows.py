@@ -28,7 +28,7 @@ from fluxclaw._core import (
     callback_for,
 )
 from fluxclaw.models import Result, Task, TaskRequest, TaskStatus
-from fluxclaw.transport import Call, Reply, RetryBudget, RetryPolicy, redact
+from fluxclaw.transport import Call, Reply, RetryBudget, RetryPolicy
 
 T = TypeVar("T")
 log = logging.getLogger("fluxclaw.http")
@@ -36,9 +36,11 @@ log = logging.getLogger("fluxclaw.http")
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """One API request, no retry: a `Reply`, or the typed error."""
+    """One API request, no retry: a `Reply`, or the typed error. Every step that touches the
+    network ends by its own total time (`Core.until`), or by `deadline` if that comes first."""
 
     call: Call
+    deadline: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,7 @@ class Fetch:
     url: str
     max_bytes: int
     task_id: str | None
+    deadline: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +124,7 @@ class SendOptions(TypedDict, total=False):
 class SaveOptions(TypedDict, total=False):
     """format and quality (convert), sidecar (write <file>.json, default True), stem (the name
     in a folder; default the task id), overwrite (replace an existing file), target (a checked
-    `saving.Target`, instead of `dest`)."""
+    `saving.Target`, instead of `dest`), timeout (seconds for all the downloads together)."""
 
     format: files.ImageFormat | None
     quality: int | None
@@ -129,6 +132,7 @@ class SaveOptions(TypedDict, total=False):
     stem: str | None
     overwrite: bool
     target: saving.Target | None
+    timeout: float | None
 
 
 class QuoteOptions(CreateOptions, total=False):
@@ -158,7 +162,6 @@ def retrying(
     *,
     deadline: float | None = None,
     retry_safe: bool = True,
-    secret: str | None = None,
 ) -> Flow[Any]:
     """`step` again after each retryable failure, with backoff, within the policy's bounds."""
     budget = RetryBudget(policy, deadline)
@@ -169,7 +172,7 @@ def retrying(
             delay = budget.next_delay(error, retry_safe)
             if delay is None:
                 raise
-            log.info("%s; retrying in %.2fs", redact(str(error), secret), delay)
+            log.info("%s; retrying in %.2fs", error, delay)
         yield Sleep(delay)
 
 
@@ -181,11 +184,7 @@ def send(core: Core, call: Call, deadline: float | None = None) -> Flow[Reply]:
             code="missing_api_key",
         )
     reply: Reply = yield from retrying(
-        Exchange(call),
-        core.retry,
-        deadline=deadline,
-        retry_safe=call.retry_safe,
-        secret=core.settings.api_key,
+        Exchange(call, deadline), core.retry, deadline=deadline, retry_safe=call.retry_safe
     )
     return reply
 
@@ -205,7 +204,14 @@ def make(
     create = cast(CreateOptions, {k: v for k, v in options.items() if k not in _RUN_KEYS})
     submitting = cast(SubmitOptions, {**callback_for(create, run.get("receiver"))})
     submitting["on_update"] = run.get("on_update")
-    task = yield from submit_new(core, action, prompt, images, submitting)
+    # The timeout bounds the create as well as the wait (uploads have their own).
+    timeout = run.get("timeout")
+    seconds = core.timeout if timeout is None else timeout
+    if seconds <= 0:
+        raise errors.ValidationError(f"timeout={timeout} must be more than 0 seconds.")
+    deadline = time.monotonic() + seconds
+    task = yield from submit_new(core, action, prompt, images, submitting, deadline)
+    run["timeout"] = max(deadline - time.monotonic(), 0.1)
     return (yield from wait(core, task, **run))
 
 
@@ -215,12 +221,13 @@ def submit_new(
     prompt: str,
     images: Sequence[ImageSource],
     options: SubmitOptions,
+    deadline: float | None = None,
 ) -> Flow[Task]:
-    """Check, upload local sources, create."""
+    """Check, upload local sources, create (by `deadline`, if given)."""
     create_options = cast(CreateOptions, {k: v for k, v in options.items() if k != "on_update"})
     draft = core.draft(action, prompt, images, create_options)
     request = yield from prepare(core, draft)
-    return (yield from create(core, request, draft.options, options.get("on_update")))
+    return (yield from create(core, request, draft.options, options.get("on_update"), deadline))
 
 
 def submit(core: Core, request: TaskRequest, options: SendOptions) -> Flow[Task]:
@@ -229,12 +236,16 @@ def submit(core: Core, request: TaskRequest, options: SendOptions) -> Flow[Task]
 
 
 def create(
-    core: Core, request: TaskRequest, options: CreateOptions, on_update: OnUpdate | None
+    core: Core,
+    request: TaskRequest,
+    options: CreateOptions,
+    on_update: OnUpdate | None,
+    deadline: float | None = None,
 ) -> Flow[Task]:
     call, key = core.create_call(request, options)
     started = time.monotonic()
     try:
-        reply = yield from send(core, call)
+        reply = yield from send(core, call, deadline)
     except errors.FluxclawError as error:
         raise core.create_failed(error, key) from None
     task = core.task_from(reply, request, key, started)
@@ -305,9 +316,12 @@ def upload(core: Core, data: bytes, name: str) -> Flow[str]:
     return files.file_url(confirmed.body)
 
 
-def download(core: Core, url: str, task_id: str | None) -> Flow[bytes]:
+def download(
+    core: Core, url: str, task_id: str | None, deadline: float | None = None
+) -> Flow[bytes]:
+    fetch = Fetch(url, core.max_image_bytes, task_id, deadline)
     try:
-        data: bytes = yield from retrying(Fetch(url, core.max_image_bytes, task_id), core.retry)
+        data: bytes = yield from retrying(fetch, core.retry, deadline=deadline)
     except errors.FluxclawError as error:
         raise files.download_failed(url, error, task_id) from None
     return data
@@ -322,9 +336,11 @@ def save(
         dest, options.get("format"), overwrite=True
     )
     paths = target.paths(len(result.images), options.get("stem") or result.task_id)
+    timeout = options.get("timeout")
+    deadline = None if timeout is None else time.monotonic() + timeout
     saved = []
     for image, (path, fmt) in zip(result.images, paths, strict=True):
-        data = yield from download(core, image.url, result.task_id)
+        data = yield from download(core, image.url, result.task_id, deadline)
         stored = {
             "fmt": fmt,
             "quality": options.get("quality"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import secrets
 import threading
@@ -128,11 +129,16 @@ class CallbackReceiver:
         if not secrets.compare_digest(request.path_params["token"].encode(), self.token.encode()):
             self.rejected += 1
             return Response(status_code=404)
-        body = await request.body()
-        try:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            return JSONResponse({"error": "callback body too large"}, status_code=413)
+        body = bytearray()
+        async for chunk in request.stream():  # read no further than MAX_BODY, whatever it says
+            body += chunk
             if len(body) > MAX_BODY:
-                raise ValueError("too large")
-            data = await request.json()
+                return JSONResponse({"error": "callback body too large"}, status_code=413)
+        try:
+            data = json.loads(body)
             task_id = str(uuid.UUID(str(data["id"])))
             status = str(data["status"])
         except (ValueError, KeyError, TypeError):

@@ -35,6 +35,7 @@ from fluxclaw.models import Image, Result, Task, TaskRequest, TaskStatus
 from fluxclaw.polling import DurationStats, PollPolicy, Preset
 from fluxclaw.pricing import CostEstimate
 from fluxclaw.transport import (
+    DEFAULT_REQUEST_TIMEOUT,
     AsyncSession,
     Call,
     RetryPolicy,
@@ -50,12 +51,14 @@ ME = Call("GET", "/api/v1/me")
 
 
 class ClientOptions(TypedDict, total=False):
-    """timeout (seconds a wait may take, default 600), http_timeout (per request), retry
+    """timeout (seconds a wait may take, default 600), http_timeout (httpx's, per read),
+    request_timeout (seconds one request or download may take in all, default 60), retry
     (`RetryPolicy`), poll (`PollPolicy` or a preset name), max_image_bytes (download cap), prices
     (`{"max": {"1k": cents}}` for estimates)."""
 
     timeout: float
     http_timeout: httpx.Timeout | float | None
+    request_timeout: float
     retry: RetryPolicy | None
     poll: PollPolicy | Preset | None
     max_image_bytes: int
@@ -74,6 +77,7 @@ class _Base:
             retry=options.get("retry"),
             max_image_bytes=options.get("max_image_bytes", files.MAX_IMAGE_BYTES),
             prices=options.get("prices"),
+            request_timeout=options.get("request_timeout", DEFAULT_REQUEST_TIMEOUT),
         )
 
     @property
@@ -161,12 +165,13 @@ class Client(_Base):
 
     def _do(self, step: flows.Step) -> Any:
         match step:
-            case flows.Exchange(call):
-                return self._session.exchange(call)
-            case flows.Fetch(url, max_bytes, task_id):
-                return files.fetch(self._plain, url, max_bytes, task_id)
+            case flows.Exchange(call, deadline):
+                return self._session.exchange(call, self._core.until(deadline))
+            case flows.Fetch(url, max_bytes, task_id, deadline):
+                until = self._core.until(deadline)
+                return files.fetch(self._plain, url, max_bytes, task_id, until)
             case flows.Put(url, data, headers):
-                return files.put(self._plain, url, data, headers)
+                return files.put(self._plain, url, data, headers, self._core.until(None))
             case flows.Sleep(seconds):
                 return time.sleep(seconds)
             case flows.Listen(hints, task_id, timeout):
@@ -307,12 +312,13 @@ class AsyncClient(_Base):
 
     async def _do(self, step: flows.Step) -> Any:
         match step:
-            case flows.Exchange(call):
-                return await self._session.exchange(call)
-            case flows.Fetch(url, max_bytes, task_id):
-                return await files.afetch(self._plain, url, max_bytes, task_id)
+            case flows.Exchange(call, deadline):
+                return await self._session.exchange(call, self._core.until(deadline))
+            case flows.Fetch(url, max_bytes, task_id, deadline):
+                until = self._core.until(deadline)
+                return await files.afetch(self._plain, url, max_bytes, task_id, until)
             case flows.Put(url, data, headers):
-                return await files.aput(self._plain, url, data, headers)
+                return await files.aput(self._plain, url, data, headers, self._core.until(None))
             case flows.Sleep(seconds):
                 return await asyncio.sleep(seconds)
             case flows.Listen(hints, task_id, timeout):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fluxclaw import contract
+from fluxclaw import contract, redaction
 
 ENV_API_KEY = "RUNAPI_API_KEY"
 ENV_BASE_URL = "RUNAPI_BASE_URL"
@@ -54,7 +54,11 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    if isinstance(data.get("api_key"), str):
+        redaction.remember(data["api_key"])
+    return data
 
 
 def write_config(
@@ -107,6 +111,7 @@ def resolve_settings(api_key: str | None = None, base_url: str | None = None) ->
     if key is None:
         key = from_file("api_key")
         source = "config" if key else "none"
+    redaction.remember(api_key, os.environ.get(ENV_API_KEY), key)
     url, _ = _first(("argument", base_url), ("environment", os.environ.get(ENV_BASE_URL)))
     if url is None:
         url = from_file("base_url") or contract.DEFAULT_BASE_URL

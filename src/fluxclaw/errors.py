@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from fluxclaw import contract
+from fluxclaw.redaction import scrub
 
 
 class FluxclawError(Exception):
@@ -28,6 +29,7 @@ class FluxclawError(Exception):
         task_id: str | None = None,
         hint: str | None = None,
     ) -> None:
+        message = scrub(message)  # a server may echo the key in any text it sends
         super().__init__(message)
         self.message = message
         self.status = status
@@ -42,7 +44,7 @@ class FluxclawError(Exception):
             parts.append(f"(task {self.task_id})")
         if self.hint:
             parts.append(self.hint)
-        return " ".join(parts)
+        return scrub(" ".join(parts))
 
     def __repr__(self) -> str:
         fields = [f"message={self.message!r}"]

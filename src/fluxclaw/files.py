@@ -7,16 +7,19 @@ no key to leak. Writing images to disk is `fluxclaw.saving`'s job.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
+import time
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 
-from fluxclaw import contract, errors
+from fluxclaw import _deadlines, contract, errors
 from fluxclaw.transport import (
     RETRY_STATUSES,
     Call,
@@ -53,29 +56,46 @@ def sniff(data: bytes) -> ImageFormat | None:
 # Downloads
 
 
-def fetch(http: httpx.Client, url: str, max_bytes: int, task_id: str | None) -> bytes:
-    """One streamed, capped GET of an image (retries are the caller's: `_flows.download`)."""
+def fetch(
+    http: httpx.Client, url: str, max_bytes: int, task_id: str | None, deadline: float | None
+) -> bytes:
+    """One streamed, capped GET of an image, done by `deadline` (retries are the caller's:
+    `_flows.download`)."""
     try:
-        with http.stream("GET", url) as response:
+        with _deadlines.bounded(deadline), http.stream("GET", url) as response:
             _check_download(response, url, max_bytes, task_id)
-            buffer = bytearray()
-            for chunk in response.iter_bytes(CHUNK):
-                _append(buffer, chunk, url, max_bytes, task_id)
+            buffer = _Capped(response, url, max_bytes, task_id)
+            for chunk in response.iter_raw(CHUNK):
+                buffer.add(chunk)
     except httpx.TransportError as exc:
         raise transport_error(exc, "image download", task_id) from None
-    return _checked_image(bytes(buffer), url, task_id)
+    return _checked_image(buffer.done(), url, task_id)
 
 
-async def afetch(http: httpx.AsyncClient, url: str, max_bytes: int, task_id: str | None) -> bytes:
+async def afetch(
+    http: httpx.AsyncClient, url: str, max_bytes: int, task_id: str | None, deadline: float | None
+) -> bytes:
     try:
-        async with http.stream("GET", url) as response:
+        async with asyncio.timeout(_left(deadline)), http.stream("GET", url) as response:
             _check_download(response, url, max_bytes, task_id)
-            buffer = bytearray()
-            async for chunk in response.aiter_bytes(CHUNK):
-                _append(buffer, chunk, url, max_bytes, task_id)
+            buffer = _Capped(response, url, max_bytes, task_id)
+            async for chunk in response.aiter_raw(CHUNK):
+                buffer.add(chunk)
     except httpx.TransportError as exc:
         raise transport_error(exc, "image download", task_id) from None
-    return _checked_image(bytes(buffer), url, task_id)
+    except TimeoutError:
+        raise _late("image download", task_id) from None
+    return _checked_image(buffer.done(), url, task_id)
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def _late(what: str, task_id: str | None) -> errors.RequestTimeoutError:
+    return errors.RequestTimeoutError(
+        f"{what} timed out (not done by its deadline)", task_id=task_id
+    )
 
 
 def _check_download(
@@ -105,10 +125,43 @@ def _check_download(
         raise _too_big(url, max_bytes, task_id)
 
 
-def _append(buffer: bytearray, chunk: bytes, url: str, max_bytes: int, task_id: str | None) -> None:
-    buffer += chunk
-    if len(buffer) > max_bytes:
-        raise _too_big(url, max_bytes, task_id)
+class _Capped:
+    """The body, decompressed here rather than by httpx so that no chunk can expand past the
+    cap: httpx inflates each network read whole, and 64 KB of gzip can become 64 MB."""
+
+    def __init__(
+        self, response: httpx.Response, url: str, max_bytes: int, task_id: str | None
+    ) -> None:
+        self.url, self.max_bytes, self.task_id = url, max_bytes, task_id
+        self.buffer = bytearray()
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            self.inflate: Any = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib
+        elif encoding in ("", "identity"):
+            self.inflate = None
+        else:
+            raise errors.DownloadError(
+                f"image at {short_url(url)} came {encoding}-encoded; only gzip is accepted",
+                task_id=task_id,
+            )
+
+    def add(self, chunk: bytes) -> None:
+        if self.inflate is None:
+            self._keep(chunk)
+            return
+        while chunk:  # a megabyte at a time, so the cap stops a bomb within a megabyte
+            self._keep(self.inflate.decompress(chunk, 1 << 20))
+            chunk = self.inflate.unconsumed_tail
+
+    def _keep(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > self.max_bytes:
+            raise _too_big(self.url, self.max_bytes, self.task_id)
+
+    def done(self) -> bytes:
+        if self.inflate is not None:
+            self._keep(self.inflate.flush())
+        return bytes(self.buffer)
 
 
 def _checked_image(data: bytes, url: str, task_id: str | None) -> bytes:
@@ -214,25 +267,43 @@ def file_url(answer: Any) -> str:
     return str(answer["url"])
 
 
-def put(http: httpx.Client, url: str, data: bytes, headers: Mapping[str, str]) -> None:
+def put(
+    http: httpx.Client,
+    url: str,
+    data: bytes,
+    headers: Mapping[str, str],
+    deadline: float | None = None,
+) -> None:
     """One upload PUT (retries are the caller's: `_flows.upload`)."""
     try:
-        response = http.put(url, content=data, headers=dict(headers))
+        with (
+            _deadlines.bounded(deadline),
+            http.stream("PUT", url, content=data, headers=dict(headers)) as response,
+        ):
+            _check_put(response)  # the body is never read: an upload host's page says little
     except httpx.TransportError as exc:
         raise transport_error(exc, "upload PUT", None) from None
-    _check_put(response)
 
 
-async def aput(http: httpx.AsyncClient, url: str, data: bytes, headers: Mapping[str, str]) -> None:
+async def aput(
+    http: httpx.AsyncClient,
+    url: str,
+    data: bytes,
+    headers: Mapping[str, str],
+    deadline: float | None = None,
+) -> None:
     try:
-        response = await http.put(url, content=data, headers=dict(headers))
+        async with (
+            asyncio.timeout(_left(deadline)),
+            http.stream("PUT", url, content=data, headers=dict(headers)) as response,
+        ):
+            _check_put(response)
     except httpx.TransportError as exc:
         raise transport_error(exc, "upload PUT", None) from None
-    _check_put(response)
+    except TimeoutError:
+        raise _late("upload PUT", None) from None
 
 
 def _check_put(response: httpx.Response) -> None:
     if not response.is_success:
-        raise error_from_response(
-            response.status_code, response.headers, response.content, what="upload PUT"
-        )
+        raise error_from_response(response.status_code, response.headers, b"", what="upload PUT")

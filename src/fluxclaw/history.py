@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fluxclaw.redaction import scrub
+
 # Rows in these states may still become a paid image: `resume` finishes them.
 UNFINISHED = frozenset(
     {
@@ -263,9 +265,9 @@ class History:
         if cost is not None:
             values["cost"] = cost
         if error is not None or clear_error:
-            values["error"] = error
-        if urls is not None:
-            values["urls"] = json.dumps(list(urls))
+            values["error"] = None if error is None else scrub(error)
+        if urls is not None:  # server text: a hostile server may put the key anywhere
+            values["urls"] = scrub(json.dumps(list(urls)))
         if paths is not None:
             values["paths"] = json.dumps(list(paths))
         if request is not None:

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from fluxclaw.client import AsyncClient, Client, _Base
 
 Flow = flows.Flow["JobResult"]
+# Seconds a save gets even when the wait used up the job's timeout.
+SAVE_FLOOR = 3.0
 
 # Errors after which the create surely made nothing (the server refused it); any other failure
 # may have made a task, so the row stays resumable by its idempotency key.
@@ -126,13 +128,18 @@ def _create_failed(error: errors.FluxclawError, key: str, book: Book) -> errors.
 
 
 def _submitted(
-    client: _Base, request: TaskRequest, key: str, book: Book, on_update: OnUpdate | None
+    client: _Base,
+    request: TaskRequest,
+    key: str,
+    book: Book,
+    on_update: OnUpdate | None,
+    deadline: float,
 ) -> flows.Flow[Task]:
     """Record the exact body, then send it with its key; shared by new and resumed jobs."""
     book.update(request=dict(request.body))
     try:
         task = yield from flows.create(
-            client._core, request, {"idempotency_key": key}, book.watching(on_update)
+            client._core, request, {"idempotency_key": key}, book.watching(on_update), deadline
         )
     except errors.FluxclawError as error:
         raise _create_failed(error, key, book) from None
@@ -150,6 +157,7 @@ def _create_flow(
     timeout: float | None,
     on_update: OnUpdate | None,
 ) -> Flow:
+    deadline = _deadline(client, timeout)
     draft = client.draft(job.action, job.prompt, job.sources, job.options())
     target = saving.check_target(job.output, job.format, overwrite=job.overwrite)
     book.start(job, target, client.base_url, sandbox)
@@ -159,10 +167,18 @@ def _create_flow(
         book.update(status="rejected", error=error.message)  # uploads only: nothing created
         raise
     book.durations(client, request)
-    task = yield from _submitted(client, request, job.idempotency_key, book, on_update)
+    task = yield from _submitted(client, request, job.idempotency_key, book, on_update, deadline)
     if not wait:
         return JobResult(task.id, task.status, row=book.row, idempotency_key=job.idempotency_key)
-    return (yield from _finish_flow(client, task, job, target, book, timeout, on_update))
+    return (yield from _finish_flow(client, task, job, target, book, deadline, on_update))
+
+
+def _deadline(client: _Base, timeout: float | None) -> float:
+    """A job's timeout bounds all of it: create, wait and downloads (see `SAVE_FLOOR`)."""
+    seconds = client._core.timeout if timeout is None else timeout
+    if seconds <= 0:
+        raise errors.ValidationError(f"timeout={timeout} must be more than 0 seconds.")
+    return time.monotonic() + seconds
 
 
 def _finish_flow(
@@ -171,13 +187,14 @@ def _finish_flow(
     job: Job,
     target: saving.Target,
     book: Book,
-    timeout: float | None,
+    deadline: float,
     on_update: OnUpdate | None,
 ) -> Flow:
     task_id = task.id if isinstance(task, Task) else task
     request = task.request if isinstance(task, Task) else None
     # A bare id from elsewhere may be either action: the client tries both.
     action = None if isinstance(task, str) and not job.prompt else job.action
+    timeout = max(deadline - time.monotonic(), 0.1)
     try:
         result = yield from flows.wait(client._core, task, action, timeout, on_update)
     except errors.TaskFailedError as error:
@@ -195,7 +212,12 @@ def _finish_flow(
     book.update(status="unsaved", cost=result.cost_usd, urls=urls)
     stem = saving.stem_for(job.created_at, job.prompt, task_id)
     try:
-        where: flows.SaveOptions = {"target": target, "stem": stem, "overwrite": target.overwrite}
+        where: flows.SaveOptions = {
+            "target": target,
+            "stem": stem,
+            "overwrite": target.overwrite,
+            "timeout": max(deadline - time.monotonic(), SAVE_FLOOR),
+        }
         saved = yield from flows.save(client._core, result, None, where)
     except (errors.FluxclawError, OSError) as error:
         reason = error.message if isinstance(error, errors.FluxclawError) else str(error)
@@ -231,6 +253,7 @@ def _resume_flow(
     timeout: float | None,
     on_update: OnUpdate | None,
 ) -> Flow:
+    deadline = _deadline(client, timeout)
     refuse_gone(entry, book.history)
     job, target = job_from(entry)
     if output is not None or format is not None:
@@ -258,13 +281,13 @@ def _resume_flow(
             draft = client.draft(job.action, job.prompt, job.sources, job.options())
             request = yield from flows.prepare(client._core, draft)
         task: Task | str = yield from _submitted(
-            client, request, entry.idempotency_key, book, on_update
+            client, request, entry.idempotency_key, book, on_update, deadline
         )
     elif request is not None:
         task = Task(entry.task_id, job.action, "unknown", request=request)
     else:
         task = entry.task_id
-    return (yield from _finish_flow(client, task, job, target, book, timeout, on_update))
+    return (yield from _finish_flow(client, task, job, target, book, deadline, on_update))
 
 
 def refuse_gone(entry: Entry, history: History | None) -> None:

@@ -21,10 +21,10 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import Field
 
-from fluxclaw import contract, errors, jobs, transport
+from fluxclaw import contract, errors, jobs, redaction
 from fluxclaw._version import __version__
 from fluxclaw.client import AsyncClient
-from fluxclaw.config import AGENT_OUTPUT_DIR, AGENT_WAIT_TIMEOUT, ENV_API_KEY
+from fluxclaw.config import AGENT_OUTPUT_DIR, AGENT_WAIT_TIMEOUT
 from fluxclaw.history import History
 from fluxclaw.models import TaskStatus, failed_error
 from fluxclaw.polling import PollPolicy
@@ -86,14 +86,12 @@ class FluxclawTools:
         output_dir: Path,
         *,
         timeout: float = AGENT_WAIT_TIMEOUT,
-        secrets: Sequence[str | None] = (),
         history: History | None = None,
         sandbox: bool = False,
     ) -> None:
         self.client = client
         self.output_dir = output_dir
         self.timeout = timeout
-        self.secrets = [secret for secret in secrets if secret]
         # Every task goes into the history (`fluxclaw history`); the status tool finds it there.
         self.history = history
         self.sandbox = sandbox
@@ -303,9 +301,7 @@ class FluxclawTools:
         return CallToolResult(content=[TextContent(text=self._scrub(text))], is_error=True)
 
     def _scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = transport.redact(text, secret)
-        return " ".join(text.split())
+        return " ".join(redaction.scrub(text).split())
 
 
 def _usd(cents: int | None) -> str:
@@ -358,7 +354,6 @@ async def serve(
             client,
             Path(output_dir).expanduser().resolve(),
             timeout=timeout,
-            secrets=[api_key, os.environ.get(ENV_API_KEY)],
             history=history,
             sandbox=sandbox,
         )

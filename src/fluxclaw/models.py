@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Unpack
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from fluxclaw import contract, errors
@@ -241,6 +241,14 @@ class _WireImage(BaseModel):
     model_config = ConfigDict(extra="allow")
     url: str
 
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        """Only http(s) URLs are fetched: never file:, data: or a path."""
+        if not contract.is_http_url(value) or len(value) > 8192:
+            raise ValueError("not an http(s) URL")
+        return value
+
 
 class _WireUsage(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -278,9 +286,13 @@ def parse_task(
     """
     try:
         wire = _Envelope.model_validate(body)
-    except PydanticValidationError:
+    except PydanticValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}"
+            for item in exc.errors(include_input=False, include_url=False)[:5]
+        )
         raise errors.ServerError(
-            "the server answered a task body without an id and status",
+            f"the server answered a task body that breaks the contract ({problems})",
             request_id=request_id,
             task_id=expected_id,
         ) from None
@@ -298,11 +310,11 @@ def parse_task(
         )
     if wire.status not in contract.STATUSES:
         raise errors.UnknownStatusError(
-            f"task {wire.id} has status {wire.status!r}, which is not one of "
+            f"task {wire.id} has status {wire.status[:60]!r}, which is not one of "
             f"{', '.join(contract.STATUSES)}; not polling again.",
             request_id=request_id,
             task_id=wire.id,
-            hint=f"Check later with `fluxclaw wait {wire.id}` or client.get({wire.id!r}).",
+            hint=f"Check later with `fluxclaw wait {wire.id}` or client.status({wire.id!r}).",
         )
     cost = wire.usage.cost if wire.usage else None
     images: tuple[Image, ...] = ()
@@ -391,9 +403,11 @@ def _metadata(
 
 
 def _error_text(raw: Any) -> str | None:
+    """The task's failure reason as one short line (server text: never trusted to be small)."""
     if raw is None:
         return None
     if isinstance(raw, dict):
         message = raw.get("message") or raw.get("code")
-        return str(message) if message else str(raw)
-    return str(raw)
+        raw = message if message else raw
+    text = " ".join(str(raw)[:2000].split())
+    return text if len(text) <= 500 else text[:499] + "…"

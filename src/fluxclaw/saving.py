@@ -16,6 +16,7 @@ import re
 import struct
 import tempfile
 import time
+import warnings
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -168,7 +169,7 @@ def store(
     source = sniff(data)
     if source is None:
         raise errors.DownloadError(f"{short_url(url) or 'data'} is not a PNG, JPEG or WebP image")
-    check_pixels(data, url)
+    check_image(data, url)
     target = fmt or source
     if path.suffix.lower() not in EXTENSIONS:
         path = path.with_name(path.name + SUFFIX[target])
@@ -225,27 +226,39 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-# Flux 2 makes about 4 MP (2k); anything far beyond is refused before it is decoded, so a
-# hostile or broken answer cannot make a conversion or thumbnail take gigabytes.
-MAX_PIXELS = 40_000_000
+# Flux 2 makes about 4 MP (2k); a generous 4096 x 4096 is the most fluxclaw decodes, so a
+# hostile or broken answer cannot make a conversion or thumbnail take more than ~70 MB.
+MAX_PIXELS = 4096 * 4096
 
 
-def check_pixels(data: bytes, url: str = "") -> tuple[int, int]:
-    """Width and height from the image header, refused above MAX_PIXELS (nothing decoded)."""
+def check_image(data: bytes, url: str = "") -> tuple[int, int]:
+    """Width and height from the header, refused above MAX_PIXELS before any pixel is decoded;
+    then the whole image checked (PNG chunk CRCs, or a JPEG/WebP decode), so a truncated or
+    corrupt download is an error instead of a broken file on disk."""
     from PIL import Image as PILImage
 
+    name = short_url(url) or "image"
     try:
-        with PILImage.open(io.BytesIO(data)) as image:
+        with warnings.catch_warnings():  # MAX_PIXELS below is the check that counts
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            image = PILImage.open(io.BytesIO(data))
+        with image:
             width, height = image.size
-    except Exception as exc:  # Pillow raises many kinds for a broken header
+            if width * height > MAX_PIXELS:
+                raise errors.DownloadError(
+                    f"{name} declares {width}x{height} pixels, more than the {MAX_PIXELS:,} "
+                    "fluxclaw accepts (Flux 2 makes about 4 million)"
+                )
+            if image.format == "PNG":
+                image.verify()
+            else:
+                image.load()
+    except errors.DownloadError:
+        raise
+    except Exception as exc:  # Pillow raises many kinds for a broken or truncated file
         raise errors.DownloadError(
-            f"{short_url(url) or 'data'} is not a readable image ({type(exc).__name__})"
+            f"{name} is not a whole, readable image ({type(exc).__name__}: {exc})"
         ) from None
-    if width * height > MAX_PIXELS:
-        raise errors.DownloadError(
-            f"{short_url(url) or 'image'} declares {width}x{height} pixels, more than the "
-            f"{MAX_PIXELS:,} fluxclaw accepts (Flux 2 makes about 4 million)"
-        )
     return width, height
 
 

@@ -26,12 +26,16 @@ from typing import Any
 
 import httpx
 
-from fluxclaw import contract, errors
+from fluxclaw import _deadlines, contract, errors
 from fluxclaw._version import __version__
 
 log = logging.getLogger("fluxclaw.http")
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
+# The whole of one request or download, however the server spaces its bytes.
+DEFAULT_REQUEST_TIMEOUT = 60.0
+# API answers are a few hundred bytes; anything near this is not a RunAPI answer.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
 USER_AGENT = f"fluxclaw/{__version__} httpx/{httpx.__version__}"
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 
@@ -154,7 +158,6 @@ def error_from_response(
     *,
     what: str,
     task_id: str | None = None,
-    secret: str | None = None,
 ) -> errors.FluxclawError:
     """A typed error from any of the contract's three error bodies, or an HTML/proxy page."""
     cls = errors.for_status(status)
@@ -181,7 +184,7 @@ def error_from_response(
             message = f"{message}: {details}"
     else:
         message = f"HTTP {status} with a non-JSON body{_html_title(content)}"
-    text = redact(f"{what} failed ({status}): {message}", secret)
+    text = f"{what} failed ({status}): {_clip(message)}"
     kwargs: dict[str, Any] = {
         "status": status,
         "code": code,
@@ -197,29 +200,25 @@ def error_from_response(
     return error
 
 
-def read_reply(response: httpx.Response, call: Call, secret: str | None = None) -> Reply:
+def read_reply(response: httpx.Response, content: bytes, call: Call) -> Reply:
     """The parsed answer of a successful exchange; raises the typed error otherwise."""
     what = f"{call.method} {call.path}"
     if response.status_code == 304 and call.not_modified_ok:
         body: Any = None
     elif response.is_success:
         try:
-            body = response.json()
+            body = json.loads(content)
         except ValueError:
             raise errors.ServerError(
-                f"{what} answered {response.status_code} with a body that is not JSON",
+                f"{what} answered {response.status_code} with a body that is not JSON"
+                f"{_html_title(content)}",
                 status=response.status_code,
                 request_id=response.headers.get(contract.H_REQUEST_ID),
                 task_id=call.task_id,
             ) from None
     else:
         raise error_from_response(
-            response.status_code,
-            response.headers,
-            response.content,
-            what=what,
-            task_id=call.task_id,
-            secret=secret,
+            response.status_code, response.headers, content, what=what, task_id=call.task_id
         )
     return Reply(
         status=response.status_code,
@@ -228,6 +227,26 @@ def read_reply(response: httpx.Response, call: Call, secret: str | None = None) 
         request_id=response.headers.get(contract.H_REQUEST_ID),
         task_id=response.headers.get(contract.H_TASK_ID) or call.task_id,
         retry_after=parse_retry_after(response.headers.get(contract.H_RETRY_AFTER)),
+    )
+
+
+def check_length(response: httpx.Response, limit: int, what: str, task_id: str | None) -> None:
+    """Refuse an answer that declares more than `limit` bytes before reading any of it."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(what, limit, task_id)
+
+
+def add_capped(buffer: bytearray, chunk: bytes, limit: int, what: str, task_id: str | None) -> None:
+    """Chunks are decoded ones, so a compressed bomb is stopped at `limit` too."""
+    buffer += chunk
+    if len(buffer) > limit:
+        raise too_large(what, limit, task_id)
+
+
+def too_large(what: str, limit: int, task_id: str | None) -> errors.ServerError:
+    return errors.ServerError(
+        f"{what} answered more than {limit:,} bytes; refusing to read it", task_id=task_id
     )
 
 
@@ -248,8 +267,10 @@ def transport_error(
     return errors.NetworkError(f"{what} got no answer ({detail})", task_id=task_id)
 
 
-def redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text
+def _clip(text: str, limit: int = 300) -> str:
+    """Server text in a message, one line and short: a hostile page cannot flood the terminal."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _str(value: object) -> str | None:
@@ -338,7 +359,12 @@ def plain_client(timeout: httpx.Timeout | float | None = None) -> httpx.Client:
     """For image hosts and upload URLs: no Authorization, ever, so redirects are safe to follow."""
     kwargs = _client_kwargs(timeout, None)
     kwargs["headers"] = {"User-Agent": USER_AGENT}
-    return httpx.Client(follow_redirects=True, max_redirects=5, **kwargs)
+    return httpx.Client(
+        transport=_deadlines.transport(_ssl_context(), DEFAULT_LIMITS),
+        follow_redirects=True,
+        max_redirects=5,
+        **kwargs,
+    )
 
 
 def async_plain_client(timeout: httpx.Timeout | float | None = None) -> httpx.AsyncClient:
@@ -350,7 +376,6 @@ def async_plain_client(timeout: httpx.Timeout | float | None = None) -> httpx.As
 class _SessionBase:
     def __init__(self, api_key: str | None, base_url: str) -> None:
         self.base_url = base_url
-        self._secret = api_key
         self._auth = BearerAuth(api_key, base_url)
 
     def _kwargs(
@@ -364,20 +389,19 @@ class _SessionBase:
             **_client_kwargs(timeout, limits),
         }
 
-    def _read(self, response: httpx.Response, call: Call, started: float) -> Reply:
-        self._log(call, str(response.status_code), started)
-        return read_reply(response, call, self._secret)
-
-    def _failed(
-        self, call: Call, exc: httpx.TransportError, started: float
-    ) -> errors.FluxclawError:
-        self._log(call, type(exc).__name__, started)
-        return transport_error(exc, f"{call.method} {call.path}", call.task_id)
-
     def _log(self, call: Call, outcome: str, started: float) -> None:
         if log.isEnabledFor(logging.DEBUG):
             ms = (time.monotonic() - started) * 1000
             log.debug("%s %s -> %s in %.0f ms", call.method, call.path, outcome, ms)
+
+    def _failed(self, call: Call, exc: Exception, started: float) -> errors.FluxclawError:
+        self._log(call, type(exc).__name__, started)
+        what = f"{call.method} {call.path}"
+        if isinstance(exc, httpx.TransportError):
+            return transport_error(exc, what, call.task_id)
+        return errors.RequestTimeoutError(
+            f"{what} timed out (no whole answer by its deadline)", task_id=call.task_id
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
@@ -396,18 +420,30 @@ class Session(_SessionBase):
         limits: httpx.Limits | None = None,
     ) -> None:
         super().__init__(api_key, base_url)
+        if transport is None:
+            transport = _deadlines.transport(_ssl_context(), limits or DEFAULT_LIMITS)
         self.http = httpx.Client(transport=transport, **self._kwargs(timeout, limits))
 
-    def exchange(self, call: Call) -> Reply:
-        """One attempt (retries are `_flows.send`'s): the reply, or the typed error."""
+    def exchange(self, call: Call, deadline: float | None = None) -> Reply:
+        """One attempt (retries are `_flows.send`'s), done by `deadline`: the reply, or the
+        typed error. The answer is read in chunks and refused past MAX_ANSWER_BYTES."""
         started = time.monotonic()
+        what = f"{call.method} {call.path}"
         try:
-            response = self.http.request(
-                call.method, call.path, json=call.json, params=call.params, headers=call.headers
-            )
+            with (
+                _deadlines.bounded(deadline),
+                self.http.stream(
+                    call.method, call.path, json=call.json, params=call.params, headers=call.headers
+                ) as response,
+            ):
+                check_length(response, MAX_ANSWER_BYTES, what, call.task_id)
+                content = bytearray()
+                for chunk in response.iter_bytes():
+                    add_capped(content, chunk, MAX_ANSWER_BYTES, what, call.task_id)
         except httpx.TransportError as exc:
             raise self._failed(call, exc, started) from None
-        return self._read(response, call, started)
+        self._log(call, str(response.status_code), started)
+        return read_reply(response, bytes(content), call)
 
     def close(self) -> None:
         self.http.close()
@@ -446,17 +482,27 @@ class AsyncSession(_SessionBase):
                 "asyncio.run() (or use `async with fluxclaw.AsyncClient() as client:` inside it)."
             )
 
-    async def exchange(self, call: Call) -> Reply:
+    async def exchange(self, call: Call, deadline: float | None = None) -> Reply:
         self._same_loop()
         started = time.monotonic()
+        what = f"{call.method} {call.path}"
+        left = None if deadline is None else deadline - started
         try:
-            async with self._gate:
-                response = await self.http.request(
+            async with (
+                asyncio.timeout(left),
+                self._gate,
+                self.http.stream(
                     call.method, call.path, json=call.json, params=call.params, headers=call.headers
-                )
-        except httpx.TransportError as exc:
+                ) as response,
+            ):
+                check_length(response, MAX_ANSWER_BYTES, what, call.task_id)
+                content = bytearray()
+                async for chunk in response.aiter_bytes():
+                    add_capped(content, chunk, MAX_ANSWER_BYTES, what, call.task_id)
+        except (httpx.TransportError, TimeoutError) as exc:
             raise self._failed(call, exc, started) from None
-        return self._read(response, call, started)
+        self._log(call, str(response.status_code), started)
+        return read_reply(response, bytes(content), call)
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -10,8 +10,9 @@ import functools
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import NoReturn, ParamSpec, TypeVar
 
 import click
 
@@ -55,29 +56,11 @@ def output_options(func: Callable[P, R]) -> Callable[P, R]:
     return func
 
 
-class Redactor(logging.Filter):
-    """Scrubs a secret from every log record, whatever logger produced it."""
+def setup_debug_logging() -> None:
+    """Every HTTP exchange on stderr, each line (and traceback) with the key scrubbed."""
+    from fluxclaw.redaction import log_to_stderr
 
-    def __init__(self, secret: str | None) -> None:
-        super().__init__()
-        self.secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secret:
-            message = record.getMessage()
-            if self.secret in message:
-                record.msg = message.replace(self.secret, "***")
-                record.args = None
-        return True
-
-
-def setup_debug_logging(secret: str | None) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
-    handler.addFilter(Redactor(secret))
-    logger = logging.getLogger("fluxclaw")
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
+    log_to_stderr("debug: %(name)s: %(message)s", logging.DEBUG)
 
 
 def fail(message: str, code: int = contract.EXIT_OTHER, task_id: str | None = None) -> NoReturn:
@@ -107,23 +90,21 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except FluxclawError as error:
             if debug:
                 logging.getLogger("fluxclaw").debug("error", exc_info=True)
-            fail(scrub(str(error), kwargs), error.exit_code, error.task_id)
+            fail(scrub(str(error)), error.exit_code, error.task_id)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as error:
-            if debug:
-                raise
-            text = scrub(f"{type(error).__name__}: {error}", kwargs)
+            if debug:  # the whole traceback, scrubbed like every other line
+                click.echo(scrub(traceback.format_exc()), err=True, nl=False)
+            text = scrub(f"{type(error).__name__}: {error}")
             fail(f"internal error ({text}); rerun with --debug to see where it happened.")
         raise AssertionError("unreachable")  # pragma: no cover
 
     return run
 
 
-def scrub(text: str, kwargs: dict[str, Any]) -> str:
-    import os
+def scrub(text: str) -> str:
+    """One line with every key fluxclaw was given replaced by ***."""
+    from fluxclaw.redaction import scrub as remove_keys
 
-    for secret in (kwargs.get("api_key"), os.environ.get("RUNAPI_API_KEY")):
-        if isinstance(secret, str) and secret:
-            text = text.replace(secret, "***")
-    return " ".join(text.split())
+    return " ".join(remove_keys(text).split())

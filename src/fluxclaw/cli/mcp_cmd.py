@@ -7,12 +7,11 @@ stderr; the key is resolved like every other command's and never logged.
 from __future__ import annotations
 
 import logging
-import sys
 
 import click
 
 from fluxclaw import contract
-from fluxclaw.cli.common import Redactor, connection_options, fail, handle_errors
+from fluxclaw.cli.common import connection_options, fail, handle_errors
 from fluxclaw.config import AGENT_OUTPUT_DIR, AGENT_WAIT_TIMEOUT
 
 
@@ -62,7 +61,7 @@ def command(
     from fluxclaw.history import History
 
     with endpoint(api_key, base_url, sandbox=sandbox, debug=debug) as (key, url, poll):
-        _log_to_stderr(key, debug)
+        _log_to_stderr(debug)
         anyio.run(
             lambda: serve(
                 key,
@@ -76,14 +75,9 @@ def command(
         )
 
 
-def _log_to_stderr(secret: str, debug: bool) -> None:
+def _log_to_stderr(debug: bool) -> None:
     """One stderr handler for fluxclaw's loggers, with the key scrubbed."""
-    logger = logging.getLogger("fluxclaw")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("fluxclaw: %(message)s"))
-        handler.addFilter(Redactor(secret))
-        logger.addHandler(handler)
-    logger.propagate = False  # the SDK's root handler would print every line twice
-    if not debug:
-        logger.setLevel(logging.INFO)
+    from fluxclaw.redaction import log_to_stderr
+
+    log_to_stderr("fluxclaw: %(message)s", logging.DEBUG if debug else logging.INFO)
+    logging.getLogger("fluxclaw").propagate = False  # the SDK's root handler would print twice

@@ -61,13 +61,14 @@ def endpoint(
         speed = _positive_env(SANDBOX_SPEED_ENV, 3.0)
         with SandboxServer(speed=speed) as server:
             if debug:
-                setup_debug_logging(None)
+                setup_debug_logging()
             click.echo(f"sandbox: {server.base_url} (placeholder images, no cost)", err=True)
-            yield "sandbox", server.base_url, PollPolicy(time_scale=1 / speed)
+            # Any key opens a one-run sandbox; this one reads as what it is wherever it shows.
+            yield "sk-one-run-sandbox", server.base_url, PollPolicy(time_scale=1 / speed)
         return
     settings = resolve_settings(api_key, base_url)
     if debug:
-        setup_debug_logging(settings.api_key)
+        setup_debug_logging()
     if not settings.api_key:
         fail(NO_KEY, contract.EXIT_AUTH)
     scale = _positive_env(TIME_SCALE_ENV, 1.0)
@@ -409,7 +410,7 @@ def resume(ref: str | None, **opts: Any) -> None:
             finish_one(label, **opts)
         except FluxclawError as error:  # one line each; go on with the rest
             failures += 1
-            click.echo(f"error: {scrub(str(error), opts)}", err=True)
+            click.echo(f"error: {scrub(str(error))}", err=True)
     if failures:
         fail(f"{failures} of {len(pending)} task(s) could not be finished (see above)")
 
