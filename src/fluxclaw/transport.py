@@ -355,12 +355,21 @@ def api_transport(limits: httpx.Limits | None = None) -> httpx.AsyncBaseTranspor
     return ApiTransport(verify=_ssl_context(), limits=limits or DEFAULT_LIMITS)
 
 
+def sync_transport(limits: httpx.Limits | None) -> httpx.BaseTransport | None:
+    """Connections that honour total deadlines (`fluxclaw._deadlines`), or None for httpx's own
+    when the environment names a proxy: httpx reads HTTP(S)_PROXY only when given no transport,
+    and then only per-read time-outs apply."""
+    if urllib.request.getproxies():
+        return None
+    return _deadlines.transport(_ssl_context(), limits or DEFAULT_LIMITS)
+
+
 def plain_client(timeout: httpx.Timeout | float | None = None) -> httpx.Client:
     """For image hosts and upload URLs: no Authorization, ever, so redirects are safe to follow."""
     kwargs = _client_kwargs(timeout, None)
     kwargs["headers"] = {"User-Agent": USER_AGENT}
     return httpx.Client(
-        transport=_deadlines.transport(_ssl_context(), DEFAULT_LIMITS),
+        transport=sync_transport(None),
         follow_redirects=True,
         max_redirects=5,
         **kwargs,
@@ -421,7 +430,7 @@ class Session(_SessionBase):
     ) -> None:
         super().__init__(api_key, base_url)
         if transport is None:
-            transport = _deadlines.transport(_ssl_context(), limits or DEFAULT_LIMITS)
+            transport = sync_transport(limits)
         self.http = httpx.Client(transport=transport, **self._kwargs(timeout, limits))
 
     def exchange(self, call: Call, deadline: float | None = None) -> Reply:

@@ -8,7 +8,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from fluxclaw import errors
+from fluxclaw import errors, redaction
 from fluxclaw.transport import (
     BearerAuth,
     RetryBudget,
@@ -128,9 +128,19 @@ def test_rate_limit_carries_retry_after() -> None:
 
 
 def test_secrets_echoed_by_a_server_are_redacted() -> None:
-    body = b'{"error": "bad key sk-secret-123"}'
-    error = error_from_response(401, headers(), body, what="GET /x", secret="sk-secret-123")
-    assert "sk-secret-123" not in str(error)
+    redaction.remember("sk-secret-123")
+    body = b'{"error": "bad key sk-secret-123, or Bearer xsk-secret-123y"}'
+    error = error_from_response(401, headers(), body, what="GET /x")
+    assert "sk-secret-123" not in str(error) and "secret" not in error.message
+    assert "bad key ***, or Bearer ***" in error.message
+
+
+def test_a_short_key_is_masked_only_where_it_stands_alone() -> None:
+    pattern = redaction._compile({"e"})  # not remembered: it would mask this process's "e"s
+    text = "key e rejected; fluxclaw wait 6e3134bf-0000-4000-8000-00000000000e, (e)"
+    assert pattern.sub("***", text) == (
+        "key *** rejected; fluxclaw wait 6e3134bf-0000-4000-8000-00000000000e, (***)"
+    )
 
 
 def test_bearer_auth_only_for_the_api_origin() -> None:

@@ -14,6 +14,7 @@ import asyncio
 import gzip
 import io
 import json
+import os
 import re
 import socket
 import struct
@@ -22,6 +23,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 
 from PIL import Image
 
@@ -67,6 +69,20 @@ class Exchange:
 
 
 Handler = Callable[[Exchange], Awaitable[None]]
+
+
+def isolated_env(root: Path, **extra: str) -> dict[str, str]:
+    """An environment with no RunAPI/fluxclaw settings of the user's: home, config and history
+    under `root`, and polls scaled down (the cases are about answers, not timing)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNAPI_", "FLUXCLAW_"))}
+    env.update(
+        HOME=str(root / "home"),
+        FLUXCLAW_CONFIG=str(root / "home" / "config.json"),
+        FLUXCLAW_DATA_DIR=str(root / "home" / "data"),
+        FLUXCLAW_TIME_SCALE="0.01",
+        **extra,
+    )
+    return env
 
 
 def task(ex: Exchange, status: str = "processing", **extra: object) -> dict[str, object]:

@@ -27,8 +27,9 @@ from PIL import Image
 
 from mcp import ClientSession
 from tests.reliability import report
+from tests.reliability.cases import ANSWERS as ANSWERS_AREA
 from tests.reliability.cases import CASES
-from tests.reliability.hostile import Hostile
+from tests.reliability.hostile import Hostile, isolated_env
 
 KEY = "sk-hostile-KEY-5d1e0c"
 DEADLINE = 3.0  # every door's timeout in these tests
@@ -44,15 +45,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 
 
 def _env(root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNAPI_", "FLUXCLAW_"))}
-    env.update(
-        HOME=str(root / "home"),
-        FLUXCLAW_CONFIG=str(root / "home" / "config.json"),
-        FLUXCLAW_DATA_DIR=str(root / "home" / "data"),
-        RUNAPI_API_KEY=KEY,
-        FLUXCLAW_TIME_SCALE="0.01",
-    )
-    return env
+    return isolated_env(root, RUNAPI_API_KEY=KEY)
 
 
 def _library(door: str, server: Hostile, root: Path) -> dict[str, dict[str, Any]]:
@@ -297,3 +290,21 @@ def test_no_key_to_another_origin(runs: dict[str, Any]) -> None:
     ]
     report.record("Authorization header", "other origins and image routes", [str(p) for p in leaks])
     assert not leaks
+
+
+def test_worst_figures_per_door(runs: dict[str, Any]) -> None:
+    """The worst time over deadline and the highest peak memory of each door, for the record."""
+    if runs["errors"]:
+        raise runs["errors"][0]
+    for door in DOORS:
+        rows = runs["results"][door].values()
+        slowest = max(rows, key=lambda row: row["elapsed"])
+        heaviest = max(row["rss_mb"] for row in rows)
+        name = next(case for case, row in runs["results"][door].items() if row is slowest)
+        report.figure(
+            ANSWERS_AREA,
+            f"{door}: {len(rows)} cases; longest {slowest['elapsed']:.1f} s ({name}; allowed "
+            f"{ALLOWED[door] + SLACK + (SAVE_FLOOR if door in ('cli', 'mcp') else 0):.0f} s); "
+            f"peak memory {heaviest:.0f} MB",
+        )
+        assert heaviest < MEMORY_MB
