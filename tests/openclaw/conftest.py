@@ -31,6 +31,11 @@ class OpenClaw:
         merged = _merge(base, config)
         self.config_path.write_text(json.dumps(merged, indent=2))
 
+    def update(self, config: dict[str, Any]) -> None:
+        """Merge into the config as it is now (after `openclaw` itself has written to it)."""
+        current = json.loads(self.config_path.read_text())
+        self.config_path.write_text(json.dumps(_merge(current, config), indent=2))
+
     def run(
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
@@ -51,11 +56,10 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@pytest.fixture
-def openclaw(tmp_path: Path) -> OpenClaw:
+def make_openclaw(root: Path) -> OpenClaw:
+    """A real OpenClaw whose home, caches, state and config all live under `root`."""
     if not (BIN / "openclaw").exists():
         pytest.fail(f"OpenClaw is not installed: run {RUNTIME / 'install.sh'} (make test does)")
-    root = tmp_path / "oc"
     for name in ("home", "cache", "state", "workspace"):
         (root / name).mkdir(parents=True)
     env = {
@@ -70,3 +74,8 @@ def openclaw(tmp_path: Path) -> OpenClaw:
     claw = OpenClaw(root, root / "openclaw.json", root / "workspace", env)
     claw.configure({})
     return claw
+
+
+@pytest.fixture
+def openclaw(tmp_path: Path) -> OpenClaw:
+    return make_openclaw(tmp_path / "oc")

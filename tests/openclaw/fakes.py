@@ -41,20 +41,27 @@ def send_json(handler: BaseHTTPRequestHandler, body: Any) -> None:
 
 
 class ScriptedModel:
-    def __init__(self, command: str) -> None:
+    """Calls one tool (by default `exec` with `command`), then answers with the result's
+    `MEDIA:` lines."""
+
+    def __init__(
+        self, command: str = "", *, tool: str = "exec", args: dict[str, Any] | None = None
+    ) -> None:
         self.command = command
+        self.tool = tool
+        self.args = args
         self.requests: list[bytes] = []
 
     def answer(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         base = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "scripted"}
         tool_results = [m for m in body.get("messages", []) if m.get("role") == "tool"]
         if not tool_results:
-            args = {"command": self.command, "yieldMs": 120000, "timeoutSeconds": 300}
+            args = self.args or {"command": self.command, "yieldMs": 120000, "timeoutSeconds": 300}
             call = {
                 "index": 0,
                 "id": "call_1",
                 "type": "function",
-                "function": {"name": "exec", "arguments": json.dumps(args)},
+                "function": {"name": self.tool, "arguments": json.dumps(args)},
             }
             delta: dict[str, Any] = {"role": "assistant", "tool_calls": [call]}
             finish = "tool_calls"
