@@ -24,7 +24,12 @@ OPENCLAW := openclaw/runtime/node_modules/.bin/openclaw
 $(OPENCLAW): openclaw/runtime/package.json
 	openclaw/runtime/install.sh
 
-test: $(STAMP) $(OPENCLAW)
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	tests/setup/install-chromium.sh
+
+test: $(STAMP) $(OPENCLAW) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

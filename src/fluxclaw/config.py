@@ -62,14 +62,24 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
 
 
 def write_config(
-    *, api_key: str | None = None, base_url: str | None = None, path: Path | None = None
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    extra: dict[str, Any] | None = None,
+    path: Path | None = None,
 ) -> Path:
     """Merge the given values into the config file, atomically and readable by the owner only.
 
-    Passing `None` keeps the stored value; passing an empty string removes it.
+    Passing `None` keeps the stored value; passing an empty string removes it (in `extra`,
+    None removes).
     """
     path = path or config_path()
     data = load_config(path)
+    for name, value in (extra or {}).items():
+        if value is None:
+            data.pop(name, None)
+        else:
+            data[name] = value
     for name, value in (("api_key", api_key), ("base_url", base_url)):
         if value is None:
             continue

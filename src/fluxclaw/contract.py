@@ -140,6 +140,7 @@ EXIT_INVALID: Final = 4  # validation, not found, conflict
 EXIT_TIMEOUT: Final = 5
 EXIT_RATE_LIMITED: Final = 6
 EXIT_TASK_FAILED: Final = 7
+EXIT_BUDGET: Final = 8  # fluxclaw's own: a spending cap (daily budget, batch --budget) refused it
 
 
 def create_path(action: Action) -> str:

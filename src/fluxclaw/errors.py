@@ -126,6 +126,14 @@ class UnknownStatusError(ServerError):
     default_code = "unknown_status"
 
 
+class BudgetExceededError(FluxclawError):
+    """A create would pass a spending cap (the daily budget, or a batch's --budget); nothing
+    was sent."""
+
+    exit_code = contract.EXIT_BUDGET
+    default_code = "budget_exceeded"
+
+
 class DownloadError(FluxclawError):
     default_code = "download_failed"
 

@@ -302,6 +302,15 @@ class History:
             ).fetchall()
         return [_entry(row) for row in rows]
 
+    def since(self, started: float, base_url: str) -> list[Entry]:
+        """Rows created at or after `started` for one API (what a daily budget counts)."""
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT * FROM tasks WHERE created_at >= ? AND base_url = ? AND sandbox = 0",
+                (started, base_url),
+            ).fetchall()
+        return [_entry(row) for row in rows]
+
     def search(self, text: str | None = None, *, limit: int = 20) -> list[Entry]:
         """Newest first; `text` matches the prompt, task id, model or status."""
         query = "SELECT * FROM tasks"

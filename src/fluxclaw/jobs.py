@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from fluxclaw import _flows as flows
-from fluxclaw import contract, errors, files, saving
+from fluxclaw import contract, errors, files, saving, spending
 from fluxclaw._bookkeeping import Book
-from fluxclaw._core import CreateOptions, OnUpdate
+from fluxclaw._core import CreateOptions, HintSource, OnUpdate
 from fluxclaw.history import Entry, History
 from fluxclaw.models import Result, Task, TaskRequest
 
@@ -156,10 +156,15 @@ def _create_flow(
     wait: bool,
     timeout: float | None,
     on_update: OnUpdate | None,
+    receiver: HintSource | None = None,
 ) -> Flow:
     deadline = _deadline(client, timeout)
     draft = client.draft(job.action, job.prompt, job.sources, job.options())
     target = saving.check_target(job.output, job.format, overwrite=job.overwrite)
+    if not sandbox:
+        resolution = job.resolution or contract.DEFAULT_RESOLUTION
+        cost = client.estimate_cost(job.model, resolution, action=job.action)
+        spending.check(book.history, client.base_url, cost)
     book.start(job, target, client.base_url, sandbox)
     try:
         request = yield from flows.prepare(client._core, draft)
@@ -170,7 +175,7 @@ def _create_flow(
     task = yield from _submitted(client, request, job.idempotency_key, book, on_update, deadline)
     if not wait:
         return JobResult(task.id, task.status, row=book.row, idempotency_key=job.idempotency_key)
-    return (yield from _finish_flow(client, task, job, target, book, deadline, on_update))
+    return (yield from _finish_flow(client, task, job, target, book, deadline, on_update, receiver))
 
 
 def _deadline(client: _Base, timeout: float | None) -> float:
@@ -189,6 +194,7 @@ def _finish_flow(
     book: Book,
     deadline: float,
     on_update: OnUpdate | None,
+    receiver: HintSource | None = None,
 ) -> Flow:
     task_id = task.id if isinstance(task, Task) else task
     request = task.request if isinstance(task, Task) else None
@@ -196,7 +202,7 @@ def _finish_flow(
     action = None if isinstance(task, str) and not job.prompt else job.action
     timeout = max(deadline - time.monotonic(), 0.1)
     try:
-        result = yield from flows.wait(client._core, task, action, timeout, on_update)
+        result = yield from flows.wait(client._core, task, action, timeout, on_update, receiver)
     except errors.TaskFailedError as error:
         book.update(status="failed", error=error.message)
         raise
@@ -388,13 +394,15 @@ def _guarded(flow: Flow, book: Book) -> Flow:
 
 class RunOptions(TypedDict, total=False):
     """history (opt-in: where the job is recorded), wait (False: return once submitted),
-    timeout (seconds to wait), on_update (each status), sandbox (mark a one-run sandbox's task)."""
+    timeout (seconds to wait), on_update (each status), sandbox (mark a one-run sandbox's task),
+    receiver (a callback receiver that wakes the wait)."""
 
     history: History | None
     wait: bool
     timeout: float | None
     on_update: OnUpdate | None
     sandbox: bool
+    receiver: HintSource | None
 
 
 class ResumeOptions(TypedDict, total=False):
@@ -417,6 +425,7 @@ def _started(client: _Base, job: Job, options: RunOptions) -> Flow:
         wait=options.get("wait", True),
         timeout=options.get("timeout"),
         on_update=options.get("on_update"),
+        receiver=options.get("receiver"),
     )
     return _guarded(flow, book)
 

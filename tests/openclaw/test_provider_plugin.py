@@ -135,7 +135,7 @@ def test_the_key_is_in_no_argument_list_while_generating(claw: OpenClaw, sandbox
     proc = subprocess.Popen(
         [
             *(str(BIN / "openclaw"), "infer", "image", "generate", "--json"),
-            *("--model", "runapi/flux-2-pro", "--prompt", "a slow owl [sandbox:seconds=400]"),
+            *("--model", "runapi/flux-2-pro", "--prompt", "a slow owl [sandbox:seconds=5]"),
         ],
         env={**claw.env, **FAST, "RUNAPI_API_KEY": KEY},
         cwd=claw.workspace,

@@ -1,4 +1,4 @@
-"""`fluxclaw config`: store the key and base URL in the user's config file (mode 0600)."""
+"""`fluxclaw config`: store the key, base URL and daily budget in the user's config file (0600)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,32 @@ import click
 @click.command()
 @click.option("--api-key", metavar="KEY", help="Store this RunAPI key (`-` reads it from stdin).")
 @click.option("--base-url", metavar="URL", help="Store this API base URL ('' removes it).")
+@click.option(
+    "--daily-budget",
+    metavar="USD",
+    type=click.FloatRange(min=0),
+    help="Refuse, in every door, any create that would take today's spend past USD (0 removes).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the stored settings as JSON.")
-def command(api_key: str | None, base_url: str | None, as_json: bool) -> None:
+def command(
+    api_key: str | None, base_url: str | None, daily_budget: float | None, as_json: bool
+) -> None:
     """Store settings, or show them (the key is never printed, only whether one is set)."""
     from fluxclaw.config import config_path, load_config, write_config
+    from fluxclaw.spending import CONFIG_KEY
 
     if api_key == "-":
         api_key = sys.stdin.readline().strip()
-    if api_key is not None or base_url is not None:
-        path = write_config(api_key=api_key, base_url=base_url)
+    if api_key is not None or base_url is not None or daily_budget is not None:
+        extra = None if daily_budget is None else {CONFIG_KEY: daily_budget or None}
+        path = write_config(api_key=api_key, base_url=base_url, extra=extra)
         click.echo(f"saved {path}", err=True)
     stored = load_config()
     shown = {
         "path": str(config_path()),
         "api_key_set": bool(stored.get("api_key")),
         "base_url": stored.get("base_url"),
+        "daily_budget_usd": stored.get(CONFIG_KEY),
     }
     if as_json:
         click.echo(json.dumps(shown))

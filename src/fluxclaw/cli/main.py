@@ -24,7 +24,17 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Finish unfinished tasks (or one, by task id or idempotency key).",
     ),
     "balance": ("fluxclaw.cli.tasks_cmd", "balance", "Show the account balance."),
-    "config": ("fluxclaw.cli.config_cmd", "command", "Store the API key and base URL."),
+    "batch": (
+        "fluxclaw.cli.batch_cmd",
+        "command",
+        "Run one image per row of a JSON Lines or CSV file (resumable).",
+    ),
+    "gallery": ("fluxclaw.cli.batch_cmd", "gallery", "Write an index.html of saved images."),
+    "config": (
+        "fluxclaw.cli.config_cmd",
+        "command",
+        "Store the API key, base URL and daily budget.",
+    ),
     "history": ("fluxclaw.cli.history_cmd", "command", "List and search past tasks."),
     "mcp": ("fluxclaw.cli.mcp_cmd", "command", "Serve fluxclaw as an MCP server over stdio."),
     "openclaw": ("fluxclaw.cli.openclaw_cmd", "command", "Install the OpenClaw skill."),

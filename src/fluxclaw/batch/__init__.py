@@ -1,0 +1,20 @@
+"""Batches: thousands of image requests from a JSON Lines or CSV file, resumable after a crash,
+on a budget, with a manifest and a gallery. `run_batch` is the library door; `fluxclaw batch`
+the command-line one; both are thin layers over the job engine (`fluxclaw.jobs`)."""
+
+from fluxclaw.batch.gallery import write_gallery
+from fluxclaw.batch.journal import Journal
+from fluxclaw.batch.rows import BadRow, Row, read_rows
+from fluxclaw.batch.runner import BatchResult, Defaults, Progress, run_batch
+
+__all__ = [
+    "BadRow",
+    "BatchResult",
+    "Defaults",
+    "Journal",
+    "Progress",
+    "Row",
+    "read_rows",
+    "run_batch",
+    "write_gallery",
+]

@@ -1,0 +1,250 @@
+"""`fluxclaw batch FILE -o DIR` and `fluxclaw gallery`: the batch runner's command-line doors.
+
+Everything a batch promises (journal, keys, budget, resuming, manifest, gallery) is in
+`fluxclaw.batch`; this module reads options, shows progress on stderr (rich, imported only
+here) and prints the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from fluxclaw import contract
+from fluxclaw.cli.common import FORMATS, connection_options, fail, handle_errors
+
+if TYPE_CHECKING:
+    from fluxclaw.batch import BadRow, BatchResult, Defaults, Row
+    from fluxclaw.batch import Progress as BatchProgress
+    from fluxclaw.polling import PollPolicy
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "out", required=True, metavar="DIR", help="Output folder.")
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(1, 1000),
+    default=8,
+    show_default=True,
+    help="Tasks in flight at once.",
+)
+@click.option(
+    "--budget",
+    type=click.FloatRange(min=0),
+    metavar="USD",
+    help="Submit nothing that, with what is in flight, would pass this total.",
+)
+@click.option("-m", "--model", help="Default model for rows without one (pro, flex, max).")
+@click.option("--aspect-ratio", help="Default aspect ratio for rows without one.")
+@click.option("--resolution", help="Default resolution for rows without one (1k, 2k).")
+@click.option("--format", "image_format", type=click.Choice(FORMATS), help="Default format.")
+@click.option(
+    "--callback-url",
+    metavar="URL",
+    help="Where RunAPI reaches this machine; a receiver listens on 127.0.0.1 at the "
+    "URL's port and tasks wake on callbacks instead of polling.",
+)
+@click.option("--retry-failed", is_flag=True, help="Run rows whose task failed before again.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=1800.0,
+    show_default=True,
+    help="Seconds any one row may take.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@connection_options
+@handle_errors
+def command(
+    file: Path,
+    out: str,
+    concurrency: int,
+    budget: float | None,
+    model: str | None,
+    aspect_ratio: str | None,
+    resolution: str | None,
+    image_format: Any,
+    callback_url: str | None,
+    retry_failed: bool,
+    timeout: float,
+    as_json: bool,
+    api_key: str | None,
+    base_url: str | None,
+    debug: bool,
+) -> None:
+    """Run one image request per row of FILE (JSON Lines or CSV); run it again to resume.
+
+    Rows have a prompt and may set model, aspect_ratio, resolution, images (URLs or files,
+    | separated in CSV), name and format. Bad rows are reported by line and skipped. Exit 0
+    when every row is done, 1 when some failed, 8 when the budget stopped some.
+    """
+    import anyio
+
+    from fluxclaw.batch import read_rows
+    from fluxclaw.cli.tasks_cmd import endpoint
+
+    try:
+        rows, bad = read_rows(file)
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(
+            f"cannot read {file} ({exc}); give a UTF-8 JSON Lines or CSV file.",
+            contract.EXIT_INVALID,
+        )
+    if not rows and not bad:
+        fail(f"{file} has no rows; each line needs at least a prompt.", contract.EXIT_INVALID)
+    from fluxclaw.batch import Defaults
+
+    plan = Plan(
+        file=file,
+        out=out,
+        defaults=Defaults(model, aspect_ratio, resolution, image_format),
+        concurrency=concurrency,
+        budget=budget,
+        callback_url=callback_url,
+        retry_failed=retry_failed,
+        timeout=timeout,
+    )
+    with endpoint(api_key, base_url, sandbox=False, debug=debug) as (key, url, poll):
+        result = anyio.run(lambda: _run(key, url, poll, rows, bad, plan))
+    counts = result.counts
+    summary = {
+        "rows": len(result.rows),
+        **counts,
+        "bad_rows": [{"line": b.line, "error": b.error} for b in result.bad],
+        "spent_usd": round(result.spent_usd, 2),
+        "manifest": str(result.manifest),
+        "gallery": str(result.manifest.with_name("index.html")),
+    }
+    for item in result.bad:
+        click.echo(f"line {item.line}: {item.error}", err=True)
+    click.echo(
+        f"batch: {counts.get('done', 0)} done, {counts.get('failed', 0) + counts.get('error', 0)} "
+        f"failed, {counts.get('over_budget', 0)} over budget, {len(result.bad)} bad rows; "
+        f"${result.spent_usd:.2f} spent\nmanifest: {summary['manifest']}\n"
+        f"gallery: {summary['gallery']}",
+        err=True,
+    )
+    if as_json:
+        click.echo(json.dumps(summary))
+    if counts.get("failed") or counts.get("error") or result.bad:
+        sys.exit(contract.EXIT_OTHER)
+    if counts.get("over_budget"):
+        sys.exit(contract.EXIT_BUDGET)
+
+
+@dataclass(frozen=True)
+class Plan:
+    file: Path
+    out: str
+    defaults: Defaults
+    concurrency: int
+    budget: float | None
+    callback_url: str | None
+    retry_failed: bool
+    timeout: float
+
+
+async def _run(
+    key: str, url: str, poll: PollPolicy, rows: list[Row], bad: list[BadRow], plan: Plan
+) -> BatchResult:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from fluxclaw.batch import run_batch
+    from fluxclaw.callbacks import CallbackServer
+    from fluxclaw.client import AsyncClient
+    from fluxclaw.history import History
+
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("[bold]batch"),
+        BarColumn(),
+        TextColumn("{task.fields[line]}"),
+        TimeElapsedColumn(),
+    )
+    server = None
+    if plan.callback_url:
+        port = urllib.parse.urlsplit(plan.callback_url).port or 0
+        server = CallbackServer(port=port, public_url=plan.callback_url)
+        server.start()
+    try:
+        async with AsyncClient(api_key=key, base_url=url, poll=poll) as client:
+            with Progress(*columns, console=console, transient=False) as bar:
+                task = bar.add_task("batch", total=len(rows), line="")
+
+                def show(p: BatchProgress) -> None:
+                    eta = p.eta(plan.concurrency)
+                    left = "" if eta is None else f", ~{eta:.0f}s left"
+                    line = (
+                        f"{p.done} done, {p.failed} failed, {p.in_flight} in flight, "
+                        f"${p.spent_usd:.2f} spent{left}"
+                    )
+                    finished = p.done + p.failed + p.skipped
+                    bar.update(task, completed=finished, total=p.total, line=line)
+
+                return await run_batch(
+                    client,
+                    rows,
+                    plan.out,
+                    bad_rows=bad,
+                    defaults=plan.defaults,
+                    sources_from=plan.file.parent,
+                    concurrency=plan.concurrency,
+                    budget_usd=plan.budget,
+                    retry_failed=plan.retry_failed,
+                    history=History(),
+                    receiver=server,
+                    callback_url=server.callback_url if server else None,
+                    timeout=plan.timeout,
+                    on_progress=show,
+                )
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@click.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--from-history", is_flag=True, help="Every saved image in the local history.")
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=500, show_default=True)
+def gallery(folder: Path, from_history: bool, limit: int) -> None:
+    """Write FOLDER/index.html from its batch manifest (or, --from-history, from the history)."""
+    from fluxclaw.batch import write_gallery
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if from_history:
+        from fluxclaw.history import History
+
+        rows = [
+            {
+                "status": entry.status,
+                "path": entry.paths[0] if entry.paths else None,
+                "prompt": entry.prompt,
+                "model": entry.model,
+                "aspect_ratio": entry.params.get("aspect_ratio"),
+                "resolution": entry.params.get("resolution"),
+                "cost_usd": entry.cost,
+                "error": entry.error,
+            }
+            for entry in History().search(limit=limit)
+        ]
+    else:
+        manifest = folder / "manifest.jsonl"
+        if not manifest.is_file():
+            fail(
+                f"{manifest} does not exist; run `fluxclaw batch` into {folder} first, "
+                "or pass --from-history.",
+                contract.EXIT_INVALID,
+            )
+        rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    click.echo(
+        str(write_gallery(folder.resolve(), rows, "fluxclaw history" if from_history else ""))
+    )
