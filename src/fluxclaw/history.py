@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,28 +185,48 @@ _JSON_FIELDS = (
 
 
 class History:
-    """Open-per-call access to the history file; cheap enough for a CLI, safe across processes."""
+    """The history file, through one connection per History (opened on first use, shared by
+    threads under a lock). Opening and closing per call would make SQLite checkpoint the WAL
+    each time: tens of milliseconds per row, on the event loop, in a batch."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_path()
-        self._migrated = False
+        self._connection: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"History({str(self.path)!r})"
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        if not self._migrated:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.path, timeout=10)) as db:
-            db.row_factory = sqlite3.Row
-            if not self._migrated:
-                db.execute("PRAGMA journal_mode=WAL")
-                migrate(db)
-                _private(self.path)
-                self._migrated = True
-            with db:
-                yield db
+        """One transaction on the shared connection."""
+        with self._lock:
+            if self._connection is None:
+                self._connection = self._open()
+            with self._connection:
+                yield self._connection
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        # WAL with NORMAL sync: a commit survives the process being killed (what resuming
+        # needs) without an fsync per row; only a power cut may lose the last commits.
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        migrate(db)
+        _private(self.path)
+        return db
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    def __del__(self) -> None:
+        with suppress(Exception):
+            self.close()
 
     def start(
         self,

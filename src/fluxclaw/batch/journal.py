@@ -12,7 +12,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,7 @@ class Journal:
     def __init__(self, folder: Path) -> None:
         self.path = folder / ".fluxclaw" / "journal.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._connection: sqlite3.Connection | None = None
         with self._db() as db:
             db.executescript(_SCHEMA)
             found = db.execute("SELECT value FROM meta WHERE key = 'batch_id'").fetchone()
@@ -78,11 +79,20 @@ class Journal:
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=30)) as db:
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            with db:
-                yield db
+        """One connection for the journal's life; each use is one transaction. WAL with NORMAL
+        sync: a commit survives the process being killed, without an fsync per row."""
+        if self._connection is None:
+            self._connection = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            self._connection.row_factory = sqlite3.Row
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute("PRAGMA synchronous=NORMAL")
+        with self._connection:
+            yield self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def _meta(self, key: str) -> str:
         with self._db() as db:

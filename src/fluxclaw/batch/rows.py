@@ -12,7 +12,7 @@ import hashlib
 import io
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,9 @@ class Row:
 
     def fingerprint(self) -> str:
         """What the row asks for: a changed row is a new request with a new key."""
-        data = {k: v for k, v in asdict(self).items() if k != "line"}
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+        data = [self.prompt, self.model, self.aspect_ratio, self.resolution, self.images]
+        data += [self.name, self.format]
+        return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)

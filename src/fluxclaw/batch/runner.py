@@ -27,8 +27,9 @@ from fluxclaw.files import EXTENSIONS, SUFFIX, ImageFormat
 from fluxclaw.history import History
 
 if TYPE_CHECKING:
-    from fluxclaw._core import HintSource
+    from fluxclaw._core import HintSource, OnUpdate
     from fluxclaw.client import AsyncClient
+    from fluxclaw.models import TaskStatus
 
 
 # A row that meets rate limits past the client's own retries is tried again, with backoff,
@@ -103,6 +104,7 @@ async def run_batch(
 ) -> BatchResult:
     """Run (or resume) a batch into `out_dir`; the same call again finishes what is left."""
     out = Path(out_dir).expanduser().resolve()
+    saving.check_target(out, None)  # a folder we can write into, checked once for every row
     out.mkdir(parents=True, exist_ok=True)
     journal = Journal(out)
     history = history or History(out / ".fluxclaw" / "tasks.sqlite")
@@ -137,8 +139,7 @@ async def run_batch(
     budget_cents = None if budget_usd is None else round(budget_usd * 100)
     reserved = 0
     pace = Pace(concurrency)
-    uploads: dict[str, str] = {}
-    upload_lock = asyncio.Lock()
+    uploads = Uploads()
 
     def report() -> None:
         if on_progress is not None:
@@ -148,13 +149,19 @@ async def run_batch(
         nonlocal spent_cents, reserved
         started = time.monotonic()
         fingerprint = row.fingerprint()
-        succeeded = False
+        slot = Slot(pace, progress)
+
+        async def ended(status: TaskStatus) -> None:
+            """The slot is the server's: the next row starts while this one downloads."""
+            if status.status in contract.TERMINAL_STATUSES:
+                await slot.free(succeeded=status.status == "completed")
+
         try:
             attempt = 0
             while True:
                 try:
                     done = await _finish_or_start(
-                        client, job, state, history, timeout, receiver, uploads, upload_lock
+                        client, job, state, history, timeout, receiver, uploads, ended
                     )
                     break
                 except errors.RateLimitError as error:
@@ -163,9 +170,9 @@ async def run_batch(
                     # Out of the pace while waiting, so a slowdown really lowers the load; then
                     # the same key again: nothing is created or paid twice.
                     pace.slow_down()
-                    await pace.release(succeeded=False)
+                    await slot.free(succeeded=False)
                     await asyncio.sleep(Pace.backoff(attempt, error.retry_after))
-                    await pace.acquire()
+                    await slot.take()
                     attempt += 1
                     state = states.SUBMITTED
         except errors.TaskFailedError as error:
@@ -208,13 +215,11 @@ async def run_batch(
                 await asyncio.to_thread(thumbnail, out, Path(path))
             spent_cents += round(cost * 100)
             progress.done += 1
-            succeeded = True
             progress.durations.append(time.monotonic() - started)
         finally:
             reserved -= estimate
-            progress.in_flight -= 1
             progress.spent_usd = spent_cents / 100
-            await pace.release(succeeded=succeeded)
+            await slot.free(succeeded=False)
             report()
 
     tasks: list[asyncio.Task[None]] = []
@@ -257,7 +262,44 @@ async def run_batch(
         tasks.append(asyncio.create_task(one(row, job, state, estimate or 0)))
     if tasks:
         await asyncio.gather(*tasks)
-    return _finish(out, journal, bad, spent_cents)
+    try:
+        return _finish(out, journal, bad, spent_cents)
+    finally:
+        journal.close()
+
+
+class Slot:
+    """One row's place in the pace, given back exactly once (or taken again after a 429)."""
+
+    def __init__(self, pace: Pace, progress: Progress) -> None:
+        self.pace = pace
+        self.progress = progress
+        self.held = True
+
+    async def free(self, *, succeeded: bool) -> None:
+        if self.held:
+            self.held = False
+            self.progress.in_flight -= 1
+            await self.pace.release(succeeded=succeeded)
+
+    async def take(self) -> None:
+        await self.pace.acquire()
+        self.held = True
+        self.progress.in_flight += 1
+
+
+class Uploads:
+    """Each local source uploaded once for all the rows that use it (URLs last an hour)."""
+
+    def __init__(self) -> None:
+        self.urls: dict[str, str] = {}
+        self.lock = asyncio.Lock()
+
+    async def url(self, client: AsyncClient, source: str) -> str:
+        async with self.lock:
+            if source not in self.urls:
+                self.urls[source] = await client.upload(source)
+            return self.urls[source]
 
 
 async def _finish_or_start(
@@ -267,25 +309,26 @@ async def _finish_or_start(
     history: History,
     timeout: float | None,
     receiver: HintSource | None,
-    uploads: dict[str, str],
-    upload_lock: asyncio.Lock,
+    uploads: Uploads,
+    on_update: OnUpdate,
 ) -> jobs.JobResult:
     """A row that may have been sent is finished by its key; a new one uploads and starts."""
     if state in (states.SUBMITTED, states.ERROR):
         entry = history.find(job.idempotency_key)
         if entry is not None:
-            return await jobs.aresume(client, entry, history=history, timeout=timeout)
+            return await jobs.aresume(
+                client, entry, history=history, timeout=timeout, on_update=on_update
+            )
     sources = []
     for source in job.sources:
         if contract.is_http_url(source):
             sources.append(source)
             continue
-        async with upload_lock:  # one upload per file, however many rows use it
-            if source not in uploads:
-                uploads[source] = await client.upload(source)
-        sources.append(uploads[source])
+        sources.append(await uploads.url(client, source))
     job = replace(job, sources=tuple(sources))
-    return await jobs.arun(client, job, history=history, timeout=timeout, receiver=receiver)
+    return await jobs.arun(
+        client, job, history=history, timeout=timeout, receiver=receiver, on_update=on_update
+    )
 
 
 def _with_defaults(row: Row, defaults: Defaults, base: Path) -> Row:
@@ -323,15 +366,14 @@ def _job(row: Row, out: Path, key: str, callback_url: str | None) -> jobs.Job:
 
 
 def _check(client: AsyncClient, job: jobs.Job, names: dict[str, int], row: Row) -> None:
-    """The library's own checks, with no I/O but reading local files; and one name per row."""
+    """The library's own checks, with no I/O but reading local files; and one name per row.
+    (The output folder itself is checked once, by `run_batch`.)"""
     client.draft(job.action, job.prompt, job.sources, job.options())
-    saving.check_target(job.output, job.format, overwrite=True)
     assert job.output is not None
     name = Path(job.output).name.lower()
     if name in names:
-        raise errors.ValidationError(
-            f"name {Path(job.output).name} is already used by line {names[name]}"
-        )
+        message = f"name {Path(job.output).name} is already used by line {names[name]}"
+        raise errors.ValidationError(message)
     names[name] = row.line
 
 
