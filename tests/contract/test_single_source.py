@@ -52,6 +52,7 @@ EXIT_MEANINGS: tuple[tuple[re.Pattern[str], int], ...] = (
     (re.compile(r"\b(invalid|validation)\b"), contract.EXIT_INVALID),
     (re.compile(r"\b(timed out|timeout)\b"), contract.EXIT_TIMEOUT),
     (re.compile(r"\brate limit"), contract.EXIT_RATE_LIMITED),
+    (re.compile(r"\b(budget|spending cap)\b"), contract.EXIT_BUDGET),
     (re.compile(r"\b(failed|refused)\b"), contract.EXIT_TASK_FAILED),
     (re.compile(r"\b(anything else|other)\b"), contract.EXIT_OTHER),
 )
