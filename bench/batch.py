@@ -171,7 +171,7 @@ Where the time beyond the ideal went (sandbox clock): before the first create (p
 reading and checking the rows), between the first create and the last task's end (hand-offs
 from one row to the next), and after it (the last saves, the manifest and the gallery):
 
-| mode | before the first create | first create to last end | after the last end | hand-off p50 / p95 |
+| mode | before 1st create | 1st create to last end | after last end | hand-off p50 / p95 |
 |---|---|---|---|---|
 {chr(10).join(spans)}
 
