@@ -7,6 +7,7 @@ import asyncio
 import json
 import random
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -215,3 +216,41 @@ def test_a_missing_file_is_a_one_line_error(cli_env: dict[str, str], tmp_path: P
     )
     assert done.returncode == 4 and "Traceback" not in done.stderr
     assert "nope.jsonl" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_callbacks_retry_failed_and_the_history_gallery(
+    cli_env: dict[str, str], fluxclaw_sandbox_factory: Any, tmp_path: Path
+) -> None:
+    sandbox = fluxclaw_sandbox_factory(api_key=KEY)
+    rows = [{"prompt": f"a called-back kite {i}"} for i in range(4)]
+    rows.append({"prompt": "a kite that fails [sandbox:fail]"})
+    write_rows(tmp_path / "rows.jsonl", rows)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    callback = f"http://127.0.0.1:{port}"
+    done = batch(cli_env, sandbox, tmp_path, "rows.jsonl", "-o", "out", "--callback-url", callback)
+    assert done.returncode == 1, done.stderr  # the failing row
+    assert json.loads(done.stdout)["done"] == 4
+    tasks = sandbox.tasks()
+    assert all(t["request"]["callback_url"].startswith(callback) for t in tasks)
+    assert all(t["callback_deliveries"] for t in tasks)
+    # --retry-failed sends the failed row again with a new key (the old one would replay it).
+    again = batch(cli_env, sandbox, tmp_path, "rows.jsonl", "-o", "out", "--retry-failed")
+    assert again.returncode == 1 and json.loads(again.stdout)["failed"] == 1
+    assert len(sandbox.tasks()) == 6
+    keys = [t["idempotency_key"] for t in sandbox.tasks() if "fails" in t["request"]["prompt"]]
+    assert len(set(keys)) == 2
+    # The same gallery from the history: every saved image of these runs, linked from disk.
+    env = {**cli_env, "RUNAPI_API_KEY": KEY}
+    page = subprocess.run(
+        [FLUXCLAW, "gallery", "--from-history", "history-page"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert page.returncode == 0, page.stderr
+    html = (tmp_path / "history-page" / "index.html").read_text()
+    assert html.count('<div class="card">') == 4 and "a kite that fails" in html

@@ -117,18 +117,23 @@ async def run_batch(
     for row in rows:
         row = _with_defaults(row, defaults, base)
         fingerprint = row.fingerprint()
-        key = journal.key_for(row.line, fingerprint)
+        entry = known.get(row.line)
+        if entry is not None and (entry.fingerprint != fingerprint or not entry.idempotency_key):
+            entry = None  # the row changed: a new request, with a new key
+        key = entry.idempotency_key if entry else journal.key_for(row.line, fingerprint)
+        state = entry.state if entry else states.PENDING
+        if state == states.FAILED and retry_failed:
+            # The old key would replay the failed task: a retry is a new create, new key.
+            key, state = journal.key_for(row.line, f"{key}:retry"), states.PENDING
         job = _job(row, out, key, callback_url)
         try:
             _check(client, job, names, row)
         except errors.FluxclawError as error:
             bad.append(BadRow(row.line, error.message))
             continue
-        entry = known.get(row.line)
-        if entry is None or entry.fingerprint != fingerprint:
+        if entry is None or state == states.PENDING:
             journal.put(row.line, fingerprint, key, states.PENDING, **_summary(row))
-            entry = None
-        planned.append((row, job, entry.state if entry else states.PENDING))
+        planned.append((row, job, state))
     bad.sort(key=lambda item: item.line)
     for item in bad:
         journal.put(item.line, "", "", states.INVALID, error=item.error)
