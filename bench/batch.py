@@ -27,21 +27,12 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests import peak
+
 import docfile
 
 FLUXCLAW = str(Path(sys.executable).with_name("fluxclaw"))
-# The real CLI in a fresh interpreter that writes its own peak memory (VmHWM) at exit.
-LAUNCH = (
-    "import atexit, os, pathlib, sys\n"
-    "def peak():\n"
-    "    status = pathlib.Path('/proc/self/status').read_text().splitlines()\n"
-    "    hwm = next(l for l in status if l.startswith('VmHWM:')).split()[1]\n"
-    "    pathlib.Path(os.environ['PEAK_FILE']).write_text(hwm)\n"
-    "atexit.register(peak)\n"
-    "sys.argv[0] = 'fluxclaw'\n"
-    "from fluxclaw.cli.main import main\n"
-    "main()\n"
-)
 
 
 def durations(rows: int, seed: int) -> list[float]:
@@ -90,7 +81,7 @@ def run(times: list[float], concurrency: int, callbacks: bool) -> dict[str, floa
                 "FLUXCLAW_CONFIG": str(work / "config.json"),
                 "PEAK_FILE": str(work / "peak"),
             }
-            args = [sys.executable, "-c", LAUNCH, "batch", "rows.jsonl", "-o", "out"]
+            args = peak.command("batch", "rows.jsonl", "-o", "out")
             args += ["-c", str(concurrency), "--base-url", base, "--json"]
             if callbacks:
                 args += ["--callback-url", f"http://127.0.0.1:{free_port()}"]
@@ -107,13 +98,13 @@ def run(times: list[float], concurrency: int, callbacks: bool) -> dict[str, floa
                 raise SystemExit(done.stderr[-3000:])
             summary = json.loads(done.stdout)
             assert summary["done"] == len(times), summary
-            peak = int((work / "peak").read_text()) / 1024
+            peak_mb = peak.peak_mb(work / "peak")
         finally:
             sandbox.terminate()
             sandbox.wait(timeout=10)
     return {
         "wall": wall,
-        "peak_mb": peak,
+        "peak_mb": peak_mb,
         # Where the time beyond the ideal went: before the first create, on the server (the
         # schedule's hand-offs), and after the last task ended (saves, manifest, gallery).
         "start": min(created) - launched,

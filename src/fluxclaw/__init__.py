@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from fluxclaw.models import Image, Result, Task, TaskStatus
     from fluxclaw.polling import PollPolicy
     from fluxclaw.pricing import CostEstimate, estimate_cost
+    from fluxclaw.retries import RetryPolicy
     from fluxclaw.saving import SavedImage
-    from fluxclaw.transport import RetryPolicy
 
 _EXPORTS: dict[str, str] = {
     "Client": "fluxclaw.client",
@@ -57,7 +57,7 @@ _EXPORTS: dict[str, str] = {
     "Job": "fluxclaw.jobs",
     "JobResult": "fluxclaw.jobs",
     "PollPolicy": "fluxclaw.polling",
-    "RetryPolicy": "fluxclaw.transport",
+    "RetryPolicy": "fluxclaw.retries",
     "CostEstimate": "fluxclaw.pricing",
     "estimate_cost": "fluxclaw.pricing",
     "CallbackReceiver": "fluxclaw.callbacks",

@@ -32,7 +32,8 @@ from fluxclaw.models import (
 )
 from fluxclaw.polling import DurationStats, PollPolicy, PollSchedule, Preset
 from fluxclaw.pricing import CostEstimate, estimate_cost
-from fluxclaw.transport import DEFAULT_REQUEST_TIMEOUT, Call, Reply, RetryPolicy
+from fluxclaw.retries import RetryPolicy
+from fluxclaw.transport import DEFAULT_REQUEST_TIMEOUT, Call, Reply
 
 DEFAULT_WAIT_TIMEOUT = 600.0
 ImageSource = str | os.PathLike[str] | bytes

@@ -28,7 +28,8 @@ from fluxclaw._core import (
     callback_for,
 )
 from fluxclaw.models import Result, Task, TaskRequest, TaskStatus
-from fluxclaw.transport import Call, Reply, RetryBudget, RetryPolicy
+from fluxclaw.retries import RetryBudget, RetryPolicy
+from fluxclaw.transport import Call, Reply
 
 T = TypeVar("T")
 log = logging.getLogger("fluxclaw.http")

@@ -34,11 +34,11 @@ from fluxclaw._flows import (
 from fluxclaw.models import Image, Result, Task, TaskRequest, TaskStatus
 from fluxclaw.polling import DurationStats, PollPolicy, Preset
 from fluxclaw.pricing import CostEstimate
+from fluxclaw.retries import RetryPolicy
 from fluxclaw.transport import (
     DEFAULT_REQUEST_TIMEOUT,
     AsyncSession,
     Call,
-    RetryPolicy,
     Session,
     async_plain_client,
     plain_client,

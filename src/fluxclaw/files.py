@@ -20,8 +20,8 @@ from typing import Any, Literal
 import httpx
 
 from fluxclaw import _deadlines, contract, errors
+from fluxclaw.retries import RETRY_STATUSES
 from fluxclaw.transport import (
-    RETRY_STATUSES,
     Call,
     error_from_response,
     transport_error,

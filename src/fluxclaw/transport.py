@@ -1,7 +1,7 @@
-"""How one HTTP exchange is made and read: sessions, timeouts, retry decisions, typed errors.
+"""How one HTTP exchange is made and read: sessions, timeouts, capped answers, typed errors.
 
 A session makes one attempt (`exchange`); the retry loop around it is written once, in
-`_flows.retrying`, from the decisions here (`RetryBudget`). A call is retried only when it is
+`_flows.retrying`, from the decisions in `fluxclaw.retries`. A call is retried only when it is
 safe: reads, and creates that carry an Idempotency-Key (ours always do), so a dropped answer is
 replayed by the server instead of paid twice. The Authorization header is attached by an
 `httpx.Auth` that refuses any origin but the configured API base, and nothing here logs headers.
@@ -10,24 +10,22 @@ replayed by the server instead of paid twice. The Authorization header is attach
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
 import json
 import logging
-import random
 import re
 import ssl
 import time
 import urllib.request
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from fluxclaw import _deadlines, contract, errors
 from fluxclaw._version import __version__
+from fluxclaw.retries import parse_retry_after
 
 log = logging.getLogger("fluxclaw.http")
 
@@ -37,23 +35,6 @@ DEFAULT_REQUEST_TIMEOUT = 60.0
 # API answers are a few hundred bytes; anything near this is not a RunAPI answer.
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
 USER_AGENT = f"fluxclaw/{__version__} httpx/{httpx.__version__}"
-RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How hard one call tries: attempts and total seconds are both bounded."""
-
-    max_attempts: int = 6
-    max_elapsed: float = 60.0
-    backoff_base: float = 0.5
-    backoff_cap: float = 8.0
-    retry_after_cap: float = 60.0
-
-    def backoff(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
-        """Full jitter: a uniform pick below the exponential ceiling, so retries spread out."""
-        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** max(0, attempt - 1)))
-        return float(ceiling * rng())
 
 
 @dataclass(slots=True)
@@ -79,72 +60,6 @@ class Reply:
     request_id: str | None
     task_id: str | None
     retry_after: float | None
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds (decimals too) or an HTTP date."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, seconds)
-
-
-def is_retryable(error: errors.FluxclawError) -> bool:
-    if isinstance(error, errors.UnknownStatusError):
-        return False
-    return isinstance(
-        error,
-        errors.ServerError
-        | errors.NetworkError
-        | errors.RequestTimeoutError
-        | errors.RateLimitError,
-    )
-
-
-class RetryBudget:
-    """Decides, after each failed attempt, whether and how long to wait before the next."""
-
-    def __init__(
-        self,
-        policy: RetryPolicy,
-        deadline: float | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        rng: Callable[[], float] = random.random,
-    ) -> None:
-        self.policy = policy
-        self.clock = clock
-        self.rng = rng
-        self.attempts = 0
-        limit = clock() + policy.max_elapsed
-        self.end = limit if deadline is None else min(limit, deadline)
-
-    def next_delay(self, error: errors.FluxclawError, retry_safe: bool = True) -> float | None:
-        """Seconds to sleep before retrying, or None to give up and raise `error`."""
-        self.attempts += 1
-        if not retry_safe or not is_retryable(error):
-            return None
-        if self.attempts >= self.policy.max_attempts:
-            return None
-        if error.retry_after is not None:
-            delay = min(error.retry_after, self.policy.retry_after_cap)
-        else:
-            delay = self.policy.backoff(self.attempts, self.rng)
-        if self.clock() + delay > self.end:
-            return None
-        return delay
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,12 +9,10 @@ import httpx
 import pytest
 
 from fluxclaw import errors, redaction
+from fluxclaw.retries import RetryBudget, RetryPolicy, parse_retry_after
 from fluxclaw.transport import (
     BearerAuth,
-    RetryBudget,
-    RetryPolicy,
     error_from_response,
-    parse_retry_after,
 )
 
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)

@@ -40,6 +40,19 @@ def send_json(handler: BaseHTTPRequestHandler, body: Any) -> None:
     handler.wfile.write(data)
 
 
+def scripted_provider(port: int) -> dict[str, Any]:
+    """`models.providers` entry for the scripted model on `port` (select it as fake/scripted)."""
+    model = {"id": "scripted", "name": "scripted", "contextWindow": 128000, "maxTokens": 4096}
+    return {
+        "fake": {
+            "baseUrl": f"http://127.0.0.1:{port}/v1",
+            "apiKey": "dummy",
+            "api": "openai-completions",
+            "models": [model],
+        }
+    }
+
+
 class ScriptedModel:
     """Calls one tool (by default `exec` with `command`), then answers with the result's
     `MEDIA:` lines."""

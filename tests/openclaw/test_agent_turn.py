@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .conftest import OpenClaw
-from .fakes import ScriptedModel, Telegram, serve
+from .fakes import ScriptedModel, Telegram, scripted_provider, serve
 from .test_skill_commands import skill_commands
 
 KEY = "sk-agent-turn-SECRET-51c2"
@@ -28,23 +28,7 @@ def test_generated_image_is_delivered_to_the_chat(
             {
                 # The key reaches the command only through the skill's entry.
                 "skills": {"entries": {"fluxclaw": {"apiKey": KEY}}},
-                "models": {
-                    "providers": {
-                        "fake": {
-                            "baseUrl": f"http://127.0.0.1:{model_port}/v1",
-                            "apiKey": "dummy",
-                            "api": "openai-completions",
-                            "models": [
-                                {
-                                    "id": "scripted",
-                                    "name": "scripted",
-                                    "contextWindow": 128000,
-                                    "maxTokens": 4096,
-                                }
-                            ],
-                        }
-                    }
-                },
+                "models": {"providers": scripted_provider(model_port)},
                 "agents": {
                     "defaults": {
                         "model": {"primary": "fake/scripted"},

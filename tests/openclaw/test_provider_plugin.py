@@ -24,7 +24,7 @@ from fluxclaw.sandbox.pytest_plugin import SandboxHandle
 from fluxclaw.sandbox.server import SandboxServer
 
 from .conftest import BIN, VENV_BIN, OpenClaw, make_openclaw
-from .fakes import ScriptedModel, Telegram, serve
+from .fakes import ScriptedModel, Telegram, scripted_provider, serve
 
 KEY = "sk-plugin-SECRET-0c7e42"
 FAST = {"FLUXCLAW_TIME_SCALE": "0.01"}
@@ -207,23 +207,7 @@ def test_image_generate_in_an_agent_turn_reaches_the_chat(claw: OpenClaw, sandbo
             claw,
             sandbox,
             tools={"toolSearch": False},
-            models={
-                "providers": {
-                    "fake": {
-                        "baseUrl": f"http://127.0.0.1:{model_port}/v1",
-                        "apiKey": "dummy",
-                        "api": "openai-completions",
-                        "models": [
-                            {
-                                "id": "scripted",
-                                "name": "scripted",
-                                "contextWindow": 128000,
-                                "maxTokens": 4096,
-                            }
-                        ],
-                    }
-                }
-            },
+            models={"providers": scripted_provider(model_port)},
             agents={"defaults": {"model": {"primary": "fake/scripted"}}},
             channels={
                 "telegram": {

@@ -26,6 +26,8 @@ from mcp.types import TextContent
 from PIL import Image
 
 from mcp import ClientSession
+from tests.peak import command as peak_command
+from tests.peak import peak_mb
 from tests.reliability import report
 from tests.reliability.cases import ANSWERS as ANSWERS_AREA
 from tests.reliability.cases import CASES
@@ -64,21 +66,6 @@ def _library(door: str, server: Hostile, root: Path) -> dict[str, dict[str, Any]
     return {row["case"]: row for row in rows}
 
 
-# The real CLI entry point, in a fresh interpreter that reports its own peak memory at exit
-# (the parent's would leak into ru_maxrss through fork and exec).
-LAUNCH = (
-    "import atexit, os, pathlib, sys\n"
-    "def peak():\n"
-    "    status = pathlib.Path('/proc/self/status').read_text().splitlines()\n"
-    "    hwm = next(l for l in status if l.startswith('VmHWM:')).split()[1]\n"
-    "    pathlib.Path(os.environ['PEAK_FILE']).write_text(hwm)\n"
-    "atexit.register(peak)\n"
-    "sys.argv[0] = 'fluxclaw'\n"
-    "from fluxclaw.cli.main import main\n"
-    "main()\n"
-)
-
-
 def _cli(server: Hostile, root: Path) -> dict[str, dict[str, Any]]:
     """One `fluxclaw generate` per case, each a process of its own."""
     results = {}
@@ -89,10 +76,10 @@ def _cli(server: Hostile, root: Path) -> dict[str, dict[str, Any]]:
         with tempfile.TemporaryDirectory() as scratch:
             peak = Path(scratch) / "peak"
             proc = subprocess.run(
-                [
-                    *(sys.executable, "-c", LAUNCH, "generate", f"case={case.name}"),
-                    *("--base-url", server.url, "--timeout", str(DEADLINE), "-o", "out", "--json"),
-                ],
+                peak_command(
+                    *("generate", f"case={case.name}", "--base-url", server.url),
+                    *("--timeout", str(DEADLINE), "-o", "out", "--json"),
+                ),
                 cwd=work,
                 env={**_env(root), "PEAK_FILE": str(peak)},
                 capture_output=True,
@@ -105,7 +92,7 @@ def _cli(server: Hostile, root: Path) -> dict[str, dict[str, Any]]:
                 "stdout": proc.stdout,
                 "message": proc.stderr,
                 "elapsed": time.monotonic() - started,
-                "rss_mb": int(peak.read_text()) / 1024,
+                "rss_mb": peak_mb(peak),
             }
     return results
 
