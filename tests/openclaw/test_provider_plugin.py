@@ -244,3 +244,24 @@ def test_image_generate_in_an_agent_turn_reaches_the_chat(claw: OpenClaw, sandbo
         assert a.size == b.size and a.tobytes() == b.tobytes()
         assert task_id in b.info["fluxclaw"]
     assert all(KEY.encode() not in body for body in model.requests)
+
+
+def test_a_missing_fluxclaw_says_how_to_install_it(
+    claw: OpenClaw, sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "no" / "fluxclaw")
+    _point_at(claw, sandbox)
+    claw.update({"plugins": {"entries": {"runapi": {"config": {"fluxclawPath": missing}}}}})
+    try:
+        answer = _infer(claw, "generate", "--model", "runapi/flux-2-pro", "--prompt", "a cat")
+    finally:
+        claw.update(
+            {
+                "plugins": {
+                    "entries": {"runapi": {"config": {"fluxclawPath": str(VENV_BIN / "fluxclaw")}}}
+                }
+            }
+        )
+    assert answer["ok"] is False
+    message = answer["error"]["message"]
+    assert missing in message and "pip install fluxclaw" in message, message
