@@ -129,10 +129,9 @@ def _mcp(server: Hostile, root: Path) -> dict[str, dict[str, Any]]:
                     "message": text,
                     "elapsed": time.monotonic() - started,
                     "new_files": sorted(str(p) for p in _files(root / "out") - before),
+                    # The server's peak so far (VmHWM only grows): a jump names its case.
+                    "rss_mb": _peak_rss(marker),
                 }
-            peak = _peak_rss(marker)
-            for row in results.values():
-                row["rss_mb"] = peak
 
     anyio.run(drive)
     return results
