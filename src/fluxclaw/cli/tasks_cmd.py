@@ -188,7 +188,7 @@ def create_options(func: Any) -> Any:
                 type=click.FloatRange(min=1),
                 default=600.0,
                 show_default=True,
-                help="Seconds to wait before giving up (resumable).",
+                help="Seconds the whole job may take: create, wait, save (resumable after).",
             ),
             click.option(
                 "--async",
