@@ -12,7 +12,6 @@ import base64
 import hashlib
 import os
 import time
-import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -21,11 +20,7 @@ import httpx
 
 from fluxclaw import _deadlines, contract, errors
 from fluxclaw.retries import RETRY_STATUSES
-from fluxclaw.transport import (
-    Call,
-    error_from_response,
-    transport_error,
-)
+from fluxclaw.transport import Call, CappedBody, error_from_response, transport_error
 
 ImageFormat = Literal["png", "jpeg", "webp"]
 FORMATS: tuple[ImageFormat, ...] = ("png", "jpeg", "webp")
@@ -36,7 +31,8 @@ EXTENSIONS: dict[str, ImageFormat] = {
     ".webp": "webp",
 }
 SUFFIX: dict[ImageFormat, str] = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
-MAX_IMAGE_BYTES = 64 * 1024 * 1024
+# Flux 2 images are a few MB (2k PNG: ~4 MP); 32 MiB is generous and bounds a download's memory.
+MAX_IMAGE_BYTES = 32 * 1024 * 1024
 MAX_UPLOAD_BYTES = contract.UPLOAD_MAX_BYTES
 CHUNK = 64 * 1024
 
@@ -63,13 +59,11 @@ def fetch(
     `_flows.download`)."""
     try:
         with _deadlines.bounded(deadline), http.stream("GET", url) as response:
-            _check_download(response, url, max_bytes, task_id)
-            buffer = _Capped(response, url, max_bytes, task_id)
-            for chunk in response.iter_raw(CHUNK):
-                buffer.add(chunk)
+            _check_download(response, url, task_id)
+            data = _capped(response, url, max_bytes, task_id).read(response, CHUNK)
     except httpx.TransportError as exc:
         raise transport_error(exc, "image download", task_id) from None
-    return _checked_image(buffer.done(), url, task_id)
+    return _checked_image(data, url, task_id)
 
 
 async def afetch(
@@ -77,15 +71,13 @@ async def afetch(
 ) -> bytes:
     try:
         async with asyncio.timeout(_left(deadline)), http.stream("GET", url) as response:
-            _check_download(response, url, max_bytes, task_id)
-            buffer = _Capped(response, url, max_bytes, task_id)
-            async for chunk in response.aiter_raw(CHUNK):
-                buffer.add(chunk)
+            _check_download(response, url, task_id)
+            data = await _capped(response, url, max_bytes, task_id).aread(response, CHUNK)
     except httpx.TransportError as exc:
         raise transport_error(exc, "image download", task_id) from None
     except TimeoutError:
         raise _late("image download", task_id) from None
-    return _checked_image(buffer.done(), url, task_id)
+    return _checked_image(data, url, task_id)
 
 
 def _left(deadline: float | None) -> float | None:
@@ -98,9 +90,7 @@ def _late(what: str, task_id: str | None) -> errors.RequestTimeoutError:
     )
 
 
-def _check_download(
-    response: httpx.Response, url: str, max_bytes: int, task_id: str | None
-) -> None:
+def _check_download(response: httpx.Response, url: str, task_id: str | None) -> None:
     if response.status_code != 200:
         error = error_from_response(
             response.status_code,
@@ -120,48 +110,11 @@ def _check_download(
             task_id=task_id,
             hint=hint,
         )
-    declared = response.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise _too_big(url, max_bytes, task_id)
 
 
-class _Capped:
-    """The body, decompressed here rather than by httpx so that no chunk can expand past the
-    cap: httpx inflates each network read whole, and 64 KB of gzip can become 64 MB."""
-
-    def __init__(
-        self, response: httpx.Response, url: str, max_bytes: int, task_id: str | None
-    ) -> None:
-        self.url, self.max_bytes, self.task_id = url, max_bytes, task_id
-        self.buffer = bytearray()
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding in ("gzip", "x-gzip", "deflate"):
-            self.inflate: Any = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib
-        elif encoding in ("", "identity"):
-            self.inflate = None
-        else:
-            raise errors.DownloadError(
-                f"image at {short_url(url)} came {encoding}-encoded; only gzip is accepted",
-                task_id=task_id,
-            )
-
-    def add(self, chunk: bytes) -> None:
-        if self.inflate is None:
-            self._keep(chunk)
-            return
-        while chunk:  # a megabyte at a time, so the cap stops a bomb within a megabyte
-            self._keep(self.inflate.decompress(chunk, 1 << 20))
-            chunk = self.inflate.unconsumed_tail
-
-    def _keep(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) > self.max_bytes:
-            raise _too_big(self.url, self.max_bytes, self.task_id)
-
-    def done(self) -> bytes:
-        if self.inflate is not None:
-            self._keep(self.inflate.flush())
-        return bytes(self.buffer)
+def _capped(response: httpx.Response, url: str, max_bytes: int, task_id: str | None) -> CappedBody:
+    what = f"image at {short_url(url)}"
+    return CappedBody(response, max_bytes, what=what, task_id=task_id, error=errors.DownloadError)
 
 
 def _checked_image(data: bytes, url: str, task_id: str | None) -> bytes:
@@ -171,12 +124,6 @@ def _checked_image(data: bytes, url: str, task_id: str | None) -> bytes:
             task_id=task_id,
         )
     return data
-
-
-def _too_big(url: str, max_bytes: int, task_id: str | None) -> errors.DownloadError:
-    return errors.DownloadError(
-        f"image at {short_url(url)} is larger than the {max_bytes} byte cap", task_id=task_id
-    )
 
 
 def download_failed(

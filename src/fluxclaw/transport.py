@@ -17,6 +17,7 @@ import re
 import ssl
 import time
 import urllib.request
+import zlib
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,24 +146,70 @@ def read_reply(response: httpx.Response, content: bytes, call: Call) -> Reply:
     )
 
 
-def check_length(response: httpx.Response, limit: int, what: str, task_id: str | None) -> None:
-    """Refuse an answer that declares more than `limit` bytes before reading any of it."""
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large(what, limit, task_id)
+class CappedBody:
+    """A body read to at most `limit` bytes, declared or not. It is inflated here, a megabyte at
+    a time, rather than by httpx, which inflates each network read whole (64 KB of gzip can
+    become 64 MB before any cap sees it). Feed it `iter_raw()` chunks."""
 
+    def __init__(
+        self,
+        response: httpx.Response,
+        limit: int,
+        *,
+        what: str,
+        task_id: str | None,
+        error: type[errors.FluxclawError] = errors.ServerError,
+    ) -> None:
+        self.limit, self.what, self.task_id, self.error = limit, what, task_id, error
+        self.buffer = bytearray()
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise self._too_large()
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        self.inflate: Any = None
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            self.inflate = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib headers
+        elif encoding not in ("", "identity"):
+            raise error(f"{what} came {encoding}-encoded; only gzip is accepted", task_id=task_id)
 
-def add_capped(buffer: bytearray, chunk: bytes, limit: int, what: str, task_id: str | None) -> None:
-    """Chunks are decoded ones, so a compressed bomb is stopped at `limit` too."""
-    buffer += chunk
-    if len(buffer) > limit:
-        raise too_large(what, limit, task_id)
+    def read(self, response: httpx.Response, chunk_size: int | None = None) -> bytes:
+        """The whole body; one a transport already read (mocks) is taken as it is."""
+        if response.is_stream_consumed:
+            self._keep(response.content)
+            return bytes(self.buffer)
+        for chunk in response.iter_raw(chunk_size):
+            self.add(chunk)
+        return self.done()
 
+    async def aread(self, response: httpx.Response, chunk_size: int | None = None) -> bytes:
+        if response.is_stream_consumed:
+            self._keep(response.content)
+            return bytes(self.buffer)
+        async for chunk in response.aiter_raw(chunk_size):
+            self.add(chunk)
+        return self.done()
 
-def too_large(what: str, limit: int, task_id: str | None) -> errors.ServerError:
-    return errors.ServerError(
-        f"{what} answered more than {limit:,} bytes; refusing to read it", task_id=task_id
-    )
+    def add(self, chunk: bytes) -> None:
+        if self.inflate is None:
+            self._keep(chunk)
+            return
+        while chunk:
+            self._keep(self.inflate.decompress(chunk, 1 << 20))
+            chunk = self.inflate.unconsumed_tail
+
+    def done(self) -> bytes:
+        if self.inflate is not None:
+            self._keep(self.inflate.flush())
+        return bytes(self.buffer)
+
+    def _keep(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > self.limit:
+            raise self._too_large()
+
+    def _too_large(self) -> errors.FluxclawError:
+        message = f"{self.what}: more than the {self.limit:,}-byte cap; refusing to read it"
+        return self.error(message, task_id=self.task_id)
 
 
 def transport_error(
@@ -360,14 +407,12 @@ class Session(_SessionBase):
                     call.method, call.path, json=call.json, params=call.params, headers=call.headers
                 ) as response,
             ):
-                check_length(response, MAX_ANSWER_BYTES, what, call.task_id)
-                content = bytearray()
-                for chunk in response.iter_bytes():
-                    add_capped(content, chunk, MAX_ANSWER_BYTES, what, call.task_id)
+                body = CappedBody(response, MAX_ANSWER_BYTES, what=what, task_id=call.task_id)
+                content = body.read(response)
         except httpx.TransportError as exc:
             raise self._failed(call, exc, started) from None
         self._log(call, str(response.status_code), started)
-        return read_reply(response, bytes(content), call)
+        return read_reply(response, content, call)
 
     def close(self) -> None:
         self.http.close()
@@ -419,14 +464,12 @@ class AsyncSession(_SessionBase):
                     call.method, call.path, json=call.json, params=call.params, headers=call.headers
                 ) as response,
             ):
-                check_length(response, MAX_ANSWER_BYTES, what, call.task_id)
-                content = bytearray()
-                async for chunk in response.aiter_bytes():
-                    add_capped(content, chunk, MAX_ANSWER_BYTES, what, call.task_id)
+                body = CappedBody(response, MAX_ANSWER_BYTES, what=what, task_id=call.task_id)
+                content = await body.aread(response)
         except (httpx.TransportError, TimeoutError) as exc:
             raise self._failed(call, exc, started) from None
         self._log(call, str(response.status_code), started)
-        return read_reply(response, bytes(content), call)
+        return read_reply(response, content, call)
 
     async def aclose(self) -> None:
         await self.http.aclose()

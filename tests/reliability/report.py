@@ -17,7 +17,7 @@ MCP server as subprocesses.
 Limits fluxclaw enforces (all in the code, each refused with a typed error):
 
 - API answers: at most 4 MiB (`transport.MAX_ANSWER_BYTES`), counted after decompression.
-- Images: at most 64 MiB (`files.MAX_IMAGE_BYTES`), gzip inflated a megabyte at a time, and at
+- Images: at most 32 MiB (`files.MAX_IMAGE_BYTES`), gzip inflated a megabyte at a time, and at
   most 4096 x 4096 pixels (`saving.MAX_PIXELS`) read from the header before decoding; every
   image is checked whole (PNG CRCs, JPEG/WebP decode) before it is written.
 - Callback bodies: at most 256 KiB, refused before they are read.

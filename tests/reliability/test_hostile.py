@@ -31,7 +31,7 @@ from tests.peak import peak_mb
 from tests.reliability import report
 from tests.reliability.cases import ANSWERS as ANSWERS_AREA
 from tests.reliability.cases import CASES
-from tests.reliability.hostile import Hostile, isolated_env
+from tests.reliability.hostile import Hostile, gzip_bomb, isolated_env, pixel_bomb, png
 
 KEY = "sk-hostile-KEY-5d1e0c"
 DEADLINE = 3.0  # every door's timeout in these tests
@@ -160,6 +160,9 @@ def _files(folder: Path) -> set[Path]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """All four doors meet every case at once (each door takes its cases in turn)."""
+    # The bombs take seconds to build; built inside the server's loop they would stall every
+    # door's requests at that moment, so they are built before any door starts.
+    gzip_bomb(), pixel_bomb(), png(900, 700), png()
     other = Hostile()
     server = Hostile(CASES)
     server.other = other
