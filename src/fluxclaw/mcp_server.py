@@ -294,14 +294,11 @@ class FluxclawTools:
         """One scrubbed line with isError; a bug is logged (stderr) but not shown in full."""
         if isinstance(error, errors.FluxclawError):
             text = str(error)
-            log.info("tool error: %s", self._scrub(text))
+            log.info("tool error: %s", redaction.one_line(text))
         else:
             log.error("unexpected error", exc_info=log.isEnabledFor(logging.DEBUG))
             text = f"internal error ({type(error).__name__}: {error})"
-        return CallToolResult(content=[TextContent(text=self._scrub(text))], is_error=True)
-
-    def _scrub(self, text: str) -> str:
-        return " ".join(redaction.scrub(text).split())
+        return CallToolResult(content=[TextContent(text=redaction.one_line(text))], is_error=True)
 
 
 def _usd(cents: int | None) -> str:

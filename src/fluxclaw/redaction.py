@@ -56,6 +56,11 @@ def scrub(text: str, *extra: str | None) -> str:
     return pattern.sub(MASK, text)
 
 
+def one_line(text: str) -> str:
+    """`scrub`bed and folded onto one line: how every door shows an error."""
+    return " ".join(scrub(text).split())
+
+
 class ScrubbingFormatter(logging.Formatter):
     """Scrubs the whole formatted record, traceback included (a filter sees only the message)."""
 

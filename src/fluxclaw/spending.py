@@ -42,12 +42,10 @@ def spent_today(history: History, base_url: str) -> int:
 
 
 def _cents(entry: Entry) -> int:
-    if entry.status == "completed" or (entry.cost and entry.status not in UNFINISHED):
-        return round((entry.cost or 0) * 100)
     if entry.status not in UNFINISHED:
-        return 0  # failed or refused: not charged
+        return round((entry.cost or 0) * 100)  # finished: its charge (a failed task has none)
     if entry.cost is not None:
-        return round(entry.cost * 100)
+        return round(entry.cost * 100)  # paid, not yet saved
     resolution = str(entry.params.get("resolution") or contract.DEFAULT_RESOLUTION)
     try:
         guess = estimate_cost(entry.model or contract.DEFAULT_FAMILY, resolution)
@@ -58,8 +56,10 @@ def _cents(entry: Entry) -> int:
 
 def check(history: History | None, base_url: str, estimate: CostEstimate) -> None:
     """Refuse a create that would pass today's cap (nothing is recorded or sent)."""
+    if history is None:
+        return  # no history, nothing to count spend from (the cap is a history-backed door's)
     cap = daily_budget()
-    if history is None or cap is None:
+    if cap is None:
         return
     cap_cents = round(cap * 100)
     if estimate.total_cents is None:

@@ -21,7 +21,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -226,7 +226,6 @@ class Case:
     image: Handler | None = None
     # What a door may legitimately end with: an error (the default) or a saved image.
     succeeds: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 def task_id(number: int) -> str:

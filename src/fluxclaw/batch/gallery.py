@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import Iterable, Mapping
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,6 @@ def thumbnail(out: Path, image: Path) -> Path | None:
             opened.draft("RGB", (THUMB_PX, THUMB_PX))
             opened.thumbnail((THUMB_PX, THUMB_PX))
             rgb = opened.convert("RGB")
-            from io import BytesIO
-
             data = BytesIO()
             rgb.save(data, "JPEG", quality=82)
     except Exception:

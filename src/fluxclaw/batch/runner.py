@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from fluxclaw import contract, errors, jobs, saving
 from fluxclaw.batch import journal as states
-from fluxclaw.batch.gallery import thumbnail
+from fluxclaw.batch.gallery import thumbnail, write_gallery
 from fluxclaw.batch.journal import Journal
 from fluxclaw.batch.pace import Pace
 from fluxclaw.batch.rows import BadRow, Row
@@ -139,7 +139,7 @@ async def run_batch(
         journal.put(item.line, "", "", states.INVALID, error=item.error)
 
     progress = Progress(total=len(planned))
-    spent_cents = sum(round((e.cost or 0) * 100) for e in journal.entries().values())
+    spent_cents = sum(round((e.cost or 0) * 100) for e in known.values())
     progress.spent_usd = spent_cents / 100
     budget_cents = None if budget_usd is None else round(budget_usd * 100)
     reserved = 0
@@ -180,23 +180,15 @@ async def run_batch(
                     await slot.take()
                     attempt += 1
                     state = states.SUBMITTED
-        except errors.TaskFailedError as error:
-            journal.put(
-                row.line,
-                fingerprint,
-                job.idempotency_key,
-                states.FAILED,
-                task_id=error.task_id,
-                error=error.message,
-                **_summary(row),
-            )
-            progress.failed += 1
         except errors.FluxclawError as error:
+            # A failed task stays failed (--retry-failed sends it again); any other error is
+            # finished by its key on the next run.
+            failed = isinstance(error, errors.TaskFailedError)
             journal.put(
                 row.line,
                 fingerprint,
                 job.idempotency_key,
-                states.ERROR,
+                states.FAILED if failed else states.ERROR,
                 task_id=error.task_id,
                 error=error.message,
                 **_summary(row),
@@ -404,8 +396,6 @@ def _remove_partials(out: Path) -> None:
 
 def _finish(out: Path, journal: Journal, bad: list[BadRow], spent_cents: int) -> BatchResult:
     """manifest.jsonl from the journal (one line per row, atomically), then the gallery."""
-    from fluxclaw.batch.gallery import write_gallery
-
     lines = []
     for entry in journal.entries().values():
         lines.append(

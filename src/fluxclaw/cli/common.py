@@ -105,6 +105,6 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def scrub(text: str) -> str:
     """One line with every key fluxclaw was given replaced by ***."""
-    from fluxclaw.redaction import scrub as remove_keys
+    from fluxclaw.redaction import one_line
 
-    return " ".join(remove_keys(text).split())
+    return one_line(text)
