@@ -29,8 +29,12 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	tests/setup/install-chromium.sh
 
+# Most tests wait on subprocesses and sockets, so four workers keep two cores busy; a file's
+# tests stay on one worker (module fixtures such as the hostile server start once).
+WORKERS ?= 4
+
 test: $(STAMP) $(OPENCLAW) $(CHROMIUM)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

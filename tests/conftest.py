@@ -17,3 +17,13 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
         FLUXCLAW_DATA_DIR=str(tmp_path / "data"),
     )
     return env
+
+
+@pytest.fixture(autouse=True)
+def _fresh_redaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no remembered keys: the registry is process-wide, and under xdist
+    a worker runs tests in any order (a one-letter key from another test masks `ftp://x`)."""
+    from fluxclaw import redaction
+
+    monkeypatch.setattr(redaction, "_secrets", set())
+    monkeypatch.setattr(redaction, "_pattern", None)
