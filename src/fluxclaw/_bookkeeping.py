@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from fluxclaw import contract, saving
 from fluxclaw._core import OnUpdate
-from fluxclaw.history import History
+from fluxclaw.history import Guard, History
 from fluxclaw.models import TaskRequest, TaskStatus
 
 if TYPE_CHECKING:
@@ -34,7 +34,16 @@ class Book:
         self.task_id = task_id
         self.status = status
 
-    def start(self, job: Job, target: saving.Target, base_url: str, sandbox: bool) -> None:
+    def start(
+        self,
+        job: Job,
+        target: saving.Target,
+        base_url: str,
+        sandbox: bool,
+        estimate_cents: int | None = None,
+        guard: Guard | None = None,
+    ) -> None:
+        """The ledger row, written before the create; `guard` may refuse it (a cap)."""
         if self.history is None:
             return
         sources = [
@@ -61,6 +70,10 @@ class Book:
             base_url=base_url,
             job=record,
             sandbox=sandbox,
+            estimate_cents=estimate_cents,
+            batch=job.batch,
+            identity=job.identity,
+            guard=guard,
         )
 
     def update(self, **values: Any) -> None:

@@ -81,6 +81,12 @@ class _Base:
         )
 
     @property
+    def core(self) -> Core:
+        """The runner interface's state (settings, validation, polling, learned times): what
+        the flows of `fluxclaw._flows` and the job engine are given; no I/O of its own."""
+        return self._core
+
+    @property
     def base_url(self) -> str:
         return self._core.settings.base_url
 
@@ -153,7 +159,8 @@ class Client(_Base):
         self._session.close()
         self._plain.close()
 
-    def _run(self, flow: flows.Flow[T]) -> T:
+    def run_flow(self, flow: flows.Flow[T]) -> T:
+        """Run a flow of I/O steps to its end, blocking on each (the runner interface)."""
         outcome: Any = None
         failure: BaseException | None = None
         while not isinstance(step := flows.advance(flow, outcome, failure), flows.Done):
@@ -186,35 +193,35 @@ class Client(_Base):
     def generate(self, prompt: str, **options: Unpack[GenerateOptions]) -> Result:
         """Create a text-to-image task and wait for its images (options: `CreateOptions` and
         timeout, on_update, receiver)."""
-        return self._bind(self._run(flows.make(self._core, "text_to_image", prompt, (), options)))
+        return self._bind(self.run_flow(flows.make(self._core, "text_to_image", prompt, (), options)))
 
     def remix(
         self, prompt: str, images: Sequence[ImageSource], **options: Unpack[GenerateOptions]
     ) -> Result:
         """Create a remix task from URLs, local paths or bytes (uploaded first) and wait."""
-        return self._bind(self._run(flows.make(self._core, "remix_image", prompt, images, options)))
+        return self._bind(self.run_flow(flows.make(self._core, "remix_image", prompt, images, options)))
 
     def submit_generate(self, prompt: str, **options: Unpack[SubmitOptions]) -> Task:
         """Create a text-to-image task and return its handle at once."""
-        return self._run(flows.submit_new(self._core, "text_to_image", prompt, (), options))
+        return self.run_flow(flows.submit_new(self._core, "text_to_image", prompt, (), options))
 
     def submit_remix(
         self, prompt: str, images: Sequence[ImageSource], **options: Unpack[SubmitOptions]
     ) -> Task:
         """Create a remix task (uploading local images first) and return its handle at once."""
-        return self._run(flows.submit_new(self._core, "remix_image", prompt, images, options))
+        return self.run_flow(flows.submit_new(self._core, "remix_image", prompt, images, options))
 
     def prepare(self, draft: Draft) -> TaskRequest:
         """The draft's request with its local images uploaded (temporary URLs, 1 hour)."""
-        return self._run(flows.prepare(self._core, draft))
+        return self.run_flow(flows.prepare(self._core, draft))
 
     def submit(self, request: TaskRequest, **options: Unpack[SendOptions]) -> Task:
         """Send a prepared request; the same request and key again replay the same task."""
-        return self._run(flows.submit(self._core, request, options))
+        return self.run_flow(flows.submit(self._core, request, options))
 
     def status(self, task: str | Task, *, action: contract.Action | None = None) -> TaskStatus:
         """One status answer for a task, without waiting."""
-        return self._run(flows.status_once(self._core, task, action))
+        return self.run_flow(flows.status_once(self._core, task, action))
 
     def wait(self, task: str | Task, **options: Unpack[WaitOptions]) -> Result:
         """Wait until the task ends; its id alone is enough (after a timeout, a crash, or --async).
@@ -222,7 +229,7 @@ class Client(_Base):
         Raises TaskFailedError, TaskTimeoutError (resumable) or UnknownStatusError, each with
         the task id. With a `receiver`, a callback wakes the wait instead of the poll schedule.
         """
-        return self._bind(self._run(flows.wait(self._core, task, **options)))
+        return self._bind(self.run_flow(flows.wait(self._core, task, **options)))
 
     def _bind(self, result: Result) -> Result:
         return replace(result, client=self)
@@ -231,11 +238,11 @@ class Client(_Base):
 
     def upload(self, source: ImageSource) -> str:
         """Upload a local image (path or bytes); returns its temporary URL (valid for 1 hour)."""
-        return self._run(flows.upload(self._core, *files.read_source(source, 0)))
+        return self.run_flow(flows.upload(self._core, *files.read_source(source, 0)))
 
     def read(self, image: Image) -> bytes:
         """An image's bytes (pooled, size-capped, retried, never with the key)."""
-        return self._run(flows.download(self._core, image.url, image.metadata.get("task_id")))
+        return self.run_flow(flows.download(self._core, image.url, image.metadata.get("task_id")))
 
     def save(
         self, result: Result, dest: Dest = None, **options: Unpack[SaveOptions]
@@ -246,7 +253,7 @@ class Client(_Base):
         `cat.webp` picks the format too. An existing file is kept unless `overwrite`: a
         different image gets the next free numbered name.
         """
-        return self._run(flows.save(self._core, result, dest, options))
+        return self.run_flow(flows.save(self._core, result, dest, options))
 
     # -- money and account ---------------------------------------------------------------------
 
@@ -254,17 +261,17 @@ class Client(_Base):
         self, *, action: contract.Action | None = None, model: str | None = None
     ) -> dict[str, Any]:
         """The server's price schedules for Flux 2 (no key needed)."""
-        return self._run(flows.account(self._core, self._core.schedules_call(action, model)))
+        return self.run_flow(flows.account(self._core, self._core.schedules_call(action, model)))
 
     def quote(self, prompt: str, **options: Unpack[QuoteOptions]) -> dict[str, Any]:
         """The server's price quote for one request, validated first (no key needed)."""
-        return self._run(flows.quote(self._core, prompt, options))
+        return self.run_flow(flows.quote(self._core, prompt, options))
 
     def balance(self) -> dict[str, Any]:
-        return self._run(flows.account(self._core, BALANCE))
+        return self.run_flow(flows.account(self._core, BALANCE))
 
     def me(self) -> dict[str, Any]:
-        return self._run(flows.account(self._core, ME))
+        return self.run_flow(flows.account(self._core, ME))
 
 
 class AsyncClient(_Base):
@@ -300,7 +307,8 @@ class AsyncClient(_Base):
 
     close = aclose
 
-    async def _run(self, flow: flows.Flow[T]) -> T:
+    async def run_flow(self, flow: flows.Flow[T]) -> T:
+        """Run a flow of I/O steps to its end, awaiting each (the runner interface)."""
         outcome: Any = None
         failure: BaseException | None = None
         while not isinstance(step := flows.advance(flow, outcome, failure), flows.Done):
@@ -330,65 +338,65 @@ class AsyncClient(_Base):
 
     async def generate(self, prompt: str, **options: Unpack[GenerateOptions]) -> Result:
         flow = flows.make(self._core, "text_to_image", prompt, (), options)
-        return self._bind(await self._run(flow))
+        return self._bind(await self.run_flow(flow))
 
     async def remix(
         self, prompt: str, images: Sequence[ImageSource], **options: Unpack[GenerateOptions]
     ) -> Result:
         flow = flows.make(self._core, "remix_image", prompt, images, options)
-        return self._bind(await self._run(flow))
+        return self._bind(await self.run_flow(flow))
 
     async def submit_generate(self, prompt: str, **options: Unpack[SubmitOptions]) -> Task:
-        return await self._run(flows.submit_new(self._core, "text_to_image", prompt, (), options))
+        return await self.run_flow(flows.submit_new(self._core, "text_to_image", prompt, (), options))
 
     async def submit_remix(
         self, prompt: str, images: Sequence[ImageSource], **options: Unpack[SubmitOptions]
     ) -> Task:
-        return await self._run(flows.submit_new(self._core, "remix_image", prompt, images, options))
+        return await self.run_flow(flows.submit_new(self._core, "remix_image", prompt, images, options))
 
     async def prepare(self, draft: Draft) -> TaskRequest:
-        return await self._run(flows.prepare(self._core, draft))
+        return await self.run_flow(flows.prepare(self._core, draft))
 
     async def submit(self, request: TaskRequest, **options: Unpack[SendOptions]) -> Task:
-        return await self._run(flows.submit(self._core, request, options))
+        return await self.run_flow(flows.submit(self._core, request, options))
 
     async def status(
         self, task: str | Task, *, action: contract.Action | None = None
     ) -> TaskStatus:
-        return await self._run(flows.status_once(self._core, task, action))
+        return await self.run_flow(flows.status_once(self._core, task, action))
 
     async def wait(self, task: str | Task, **options: Unpack[WaitOptions]) -> Result:
-        return self._bind(await self._run(flows.wait(self._core, task, **options)))
+        return self._bind(await self.run_flow(flows.wait(self._core, task, **options)))
 
     def _bind(self, result: Result) -> Result:
         return replace(result, client=self)
 
     async def upload(self, source: ImageSource) -> str:
-        return await self._run(flows.upload(self._core, *files.read_source(source, 0)))
+        return await self.run_flow(flows.upload(self._core, *files.read_source(source, 0)))
 
     async def read(self, image: Image) -> bytes:
         flow = flows.download(self._core, image.url, image.metadata.get("task_id"))
-        return await self._run(flow)
+        return await self.run_flow(flow)
 
     async def save(
         self, result: Result, dest: Dest = None, **options: Unpack[SaveOptions]
     ) -> list[saving.SavedImage]:
-        return await self._run(flows.save(self._core, result, dest, options))
+        return await self.run_flow(flows.save(self._core, result, dest, options))
 
     async def price_schedules(
         self, *, action: contract.Action | None = None, model: str | None = None
     ) -> dict[str, Any]:
         call = self._core.schedules_call(action, model)
-        return await self._run(flows.account(self._core, call))
+        return await self.run_flow(flows.account(self._core, call))
 
     async def quote(self, prompt: str, **options: Unpack[QuoteOptions]) -> dict[str, Any]:
-        return await self._run(flows.quote(self._core, prompt, options))
+        return await self.run_flow(flows.quote(self._core, prompt, options))
 
     async def balance(self) -> dict[str, Any]:
-        return await self._run(flows.account(self._core, BALANCE))
+        return await self.run_flow(flows.account(self._core, BALANCE))
 
     async def me(self) -> dict[str, Any]:
-        return await self._run(flows.account(self._core, ME))
+        return await self.run_flow(flows.account(self._core, ME))
 
 
 async def _call(on_update: OnUpdate, status: TaskStatus) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fluxclaw import contract, redaction
+from fluxclaw import contract, errors, redaction
 
 ENV_API_KEY = "RUNAPI_API_KEY"
 ENV_BASE_URL = "RUNAPI_BASE_URL"
@@ -48,14 +48,30 @@ def config_path() -> Path:
 
 
 def load_config(path: Path | None = None) -> dict[str, Any]:
-    """The config file's contents; a missing or unreadable file counts as empty."""
+    """The config file's contents; a missing file counts as empty. A file that exists but
+    cannot be read or parsed is a `ValidationError` naming it: a silently ignored file would
+    drop the user's key, base URL or daily budget without a word."""
     path = path or config_path()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise errors.ValidationError(
+            f"cannot read the config file {path} ({reason}); fix its permissions or remove it."
+        ) from exc
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except ValueError as exc:
+        raise errors.ValidationError(
+            f"the config file {path} is not valid JSON ({exc}); fix it or remove it "
+            "(`fluxclaw config` writes a new one)."
+        ) from exc
     if not isinstance(data, dict):
-        return {}
+        raise errors.ValidationError(
+            f"the config file {path} must hold a JSON object; fix it or remove it."
+        )
     if isinstance(data.get("api_key"), str):
         redaction.remember(data["api_key"])
     return data

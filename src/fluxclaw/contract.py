@@ -259,6 +259,37 @@ def is_http_url(value: object) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def canonical_base(url: str) -> str:
+    """One spelling per API, so money counted per API cannot be split by how a URL is written:
+    lower-case scheme and host, no default port, no trailing slash or dot segments, and every
+    loopback name (`localhost`, 127.0.0.0/8, ::1) as `loopback`."""
+    import ipaddress
+    import posixpath
+
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return text.rstrip("/")
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        host = "loopback"
+    elif ":" in host:
+        host = f"[{host}]"
+    netloc = host if port in (None, _DEFAULT_PORTS.get(scheme)) else f"{host}:{port}"
+    path = posixpath.normpath(parts.path) if parts.path.strip("/") else ""
+    return f"{scheme}://{netloc}{path.rstrip('/') if path not in ('.', '/') else ''}"
+
+
 def validate_request(action: Action, body: Mapping[str, Any]) -> list[Violation]:
     """Every contract rule for a create body; an empty list means the request is valid."""
     out: list[Violation] = []

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fluxclaw import contract
 from fluxclaw.redaction import scrub
 
 # Rows in these states may still become a paid image: `resume` finishes them.
@@ -89,11 +90,55 @@ def _m003_durations() -> list[str]:
     ]
 
 
+def _m004_ledger() -> list[str]:
+    """The ledger: each row's API in one spelling (`contract.canonical_base`), the estimate it
+    was created under (counted against caps until the task is final), the batch it belongs to
+    and its identity there, and whether the row keeps only the money (`--no-history`)."""
+    return [
+        "ALTER TABLE tasks ADD COLUMN api TEXT",
+        "ALTER TABLE tasks ADD COLUMN estimate_cents INTEGER",
+        "ALTER TABLE tasks ADD COLUMN batch TEXT",
+        "ALTER TABLE tasks ADD COLUMN identity TEXT",
+        "ALTER TABLE tasks ADD COLUMN private INTEGER NOT NULL DEFAULT 0",
+        "UPDATE tasks SET api = fluxclaw_api(base_url) WHERE base_url IS NOT NULL",
+        "UPDATE tasks SET estimate_cents = fluxclaw_estimate(model, params)",
+        "CREATE INDEX IF NOT EXISTS tasks_api_day ON tasks(api, created_at)",
+        "CREATE INDEX IF NOT EXISTS tasks_batch ON tasks(batch, identity)",
+    ]
+
+
 MIGRATIONS: tuple[Callable[[], list[str]], ...] = (
     _m001_tasks,
     _m002_jobs,
     _m003_durations,
+    _m004_ledger,
 )
+
+# A row's share of a cap: its charge once known, nothing once it surely cost nothing, and its
+# estimate for as long as it may still be charged (a task the client gave up on runs on).
+_COMMITTED_CENTS = """
+    COALESCE(SUM(CASE
+        WHEN cost IS NOT NULL THEN CAST(ROUND(cost * 100) AS INTEGER)
+        WHEN status IN ('completed', 'failed', 'rejected', 'gone') THEN 0
+        ELSE COALESCE(estimate_cents, 0)
+    END), 0)"""
+
+# Checks run inside the transaction that writes a new row; given a way to sum committed cents
+# (`api=`, `since=`, `batch=`), they raise to refuse the row (a cap it would pass).
+Committed = Callable[..., int]
+Guard = Callable[[Committed], None]
+
+
+def _estimate_cents(model: str | None, params: str | None) -> int | None:
+    """An older row's estimate, for the migration: its family's price at its resolution."""
+    try:
+        resolution = json.loads(params or "{}").get("resolution") or contract.DEFAULT_RESOLUTION
+    except (ValueError, AttributeError):
+        resolution = contract.DEFAULT_RESOLUTION
+    for family in contract.FAMILIES:
+        if model == family or f"-{family}-" in f"-{model or ''}-":
+            return contract.price_cents(family, str(resolution))
+    return None
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -155,6 +200,10 @@ class Entry:
     request: dict[str, Any] | None = None
     job: dict[str, Any] = field(default_factory=dict)
     sandbox: bool = False
+    estimate_cents: int | None = None
+    batch: str | None = None
+    identity: str | None = None
+    private: bool = False
 
     @property
     def unfinished(self) -> bool:
@@ -185,17 +234,84 @@ _JSON_FIELDS = (
 
 
 class History:
-    """The history file, through one connection per History (opened on first use, shared by
-    threads under a lock). Opening and closing per call would make SQLite checkpoint the WAL
-    each time: tens of milliseconds per row, on the event loop, in a batch."""
+    """The ledger and history file, through one connection per History (opened on first use,
+    shared by threads under a lock). Opening and closing per call would make SQLite checkpoint
+    the WAL each time: tens of milliseconds per row, on the event loop, in a batch.
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    `private=True` (`--no-history`) still writes the money of each task (key, task id, API,
+    state, cost), so caps hold, but no prompt, options, body or path."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, private: bool = False) -> None:
         self.path = Path(path) if path is not None else default_path()
+        self.private = private
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"History({str(self.path)!r})"
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction that holds SQLite's write lock from its start, so a check and
+        the row it allows are one step for every process sharing the file."""
+        with self._lock:
+            if self._connection is None:
+                self._connection = self._open()
+            db = self._connection
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.rollback()
+                raise
+            db.commit()
+
+    @staticmethod
+    def _committed(
+        db: sqlite3.Connection,
+        *,
+        api: str | None = None,
+        since: float | None = None,
+        batch: str | None = None,
+    ) -> int:
+        where, args = ["sandbox = 0"], []
+        for column, value in (("api = ?", api), ("created_at >= ?", since), ("batch = ?", batch)):
+            if value is not None:
+                where.append(column)
+                args.append(value)
+        query = f"SELECT {_COMMITTED_CENTS} FROM tasks WHERE {' AND '.join(where)}"
+        return int(db.execute(query, args).fetchone()[0])
+
+    def committed_cents(
+        self, *, api: str | None = None, since: float | None = None, batch: str | None = None
+    ) -> int:
+        """Cents charged or still chargeable by the rows in scope (a canonical API, rows since
+        a moment, a batch)."""
+        with self._db() as db:
+            return self._committed(db, api=api, since=since, batch=batch)
+
+    def charged_cents(self, *, batch: str) -> int:
+        """Cents the server said it charged for a batch's completed tasks."""
+        with self._db() as db:
+            found = db.execute(
+                "SELECT COALESCE(SUM(CAST(ROUND(cost * 100) AS INTEGER)), 0) FROM tasks"
+                " WHERE batch = ? AND cost IS NOT NULL AND sandbox = 0",
+                (batch,),
+            ).fetchone()
+        return int(found[0])
+
+    def in_batch(self, batch: str) -> list[Entry]:
+        """Every row of a batch, oldest first."""
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM tasks WHERE batch = ? ORDER BY id", (batch,))
+            return [_entry(row) for row in rows.fetchall()]
+
+    def tag(self, row: int, *, batch: str, identity: str) -> None:
+        """Claim an existing row (made before batches were ledger rows) for a batch."""
+        with self._db() as db:
+            db.execute(
+                "UPDATE tasks SET batch = ?, identity = ? WHERE id = ?", (batch, identity, row)
+            )
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -214,6 +330,8 @@ class History:
         # needs) without an fsync per row; only a power cut may lose the last commits.
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        db.create_function("fluxclaw_api", 1, contract.canonical_base, deterministic=True)
+        db.create_function("fluxclaw_estimate", 2, _estimate_cents, deterministic=True)
         migrate(db)
         _private(self.path)
         return db
@@ -240,9 +358,17 @@ class History:
         job: Mapping[str, Any] | None = None,
         sandbox: bool = False,
         task_id: str | None = None,
+        estimate_cents: int | None = None,
+        batch: str | None = None,
+        identity: str | None = None,
+        guard: Guard | None = None,
     ) -> int:
-        """Record a task about to be created; returns the row id to update later."""
+        """Record a task about to be created; returns the row id to update later. `guard` runs
+        in the same write transaction (a cap checked and the row counted at once), and may
+        refuse the row by raising."""
         now = time.time()
+        if self.private:
+            prompt, params, job = "", {}, {}
         row = (
             task_id,
             idempotency_key,
@@ -251,16 +377,24 @@ class History:
             prompt,
             json.dumps(dict(params)),
             base_url,
+            None if base_url is None else contract.canonical_base(base_url),
             json.dumps(dict(job or {})),
             int(sandbox),
+            estimate_cents,
+            batch,
+            identity,
+            int(self.private),
             now,
             now,
         )
-        with self._db() as db:
+        with self._write() as db:
+            if guard is not None:
+                guard(lambda **scope: self._committed(db, **scope))
             cursor = db.execute(
                 "INSERT INTO tasks (task_id, idempotency_key, action, model, prompt, params,"
-                " status, base_url, job, sandbox, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'submitting', ?, ?, ?, ?, ?)",
+                " status, base_url, api, job, sandbox, estimate_cents, batch, identity, private,"
+                " created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'submitting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             return int(cursor.lastrowid or 0)
@@ -287,6 +421,8 @@ class History:
             values["cost"] = cost
         if error is not None or clear_error:
             values["error"] = None if error is None else scrub(error)
+        if self.private:  # the money only: no paths, bodies (prompts) or image URLs
+            urls = paths = request = None
         if urls is not None:  # server text: a hostile server may put the key anywhere
             values["urls"] = scrub(json.dumps(list(urls)))
         if paths is not None:
@@ -320,15 +456,6 @@ class History:
             rows = db.execute(
                 f"SELECT * FROM tasks WHERE status IN ({marks}) ORDER BY id LIMIT ?",
                 (*sorted(UNFINISHED), limit),
-            ).fetchall()
-        return [_entry(row) for row in rows]
-
-    def since(self, started: float, base_url: str) -> list[Entry]:
-        """Rows created at or after `started` for one API (what a daily budget counts)."""
-        with self._db() as db:
-            rows = db.execute(
-                "SELECT * FROM tasks WHERE created_at >= ? AND base_url = ? AND sandbox = 0",
-                (started, base_url),
             ).fetchall()
         return [_entry(row) for row in rows]
 
@@ -400,4 +527,8 @@ def _entry(row: sqlite3.Row) -> Entry:
         request=json.loads(request) if request else None,
         job=json.loads(row["job"] or "{}"),
         sandbox=bool(row["sandbox"]),
+        estimate_cents=row["estimate_cents"],
+        batch=row["batch"],
+        identity=row["identity"],
+        private=bool(row["private"]),
     )

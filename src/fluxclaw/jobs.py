@@ -63,6 +63,8 @@ class Job:
     overwrite: bool = False  # replace an existing file named by `output`
     idempotency_key: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: float = field(default_factory=time.time)  # names the files, whenever saved
+    batch: str | None = None  # the batch whose ledger row this is (its output folder)
+    identity: str | None = None  # what the row asks for, within its batch (`batch.identity`)
 
     @classmethod
     def generate(cls, prompt: str, **fields: Any) -> Job:
@@ -139,7 +141,7 @@ def _submitted(
     book.update(request=dict(request.body))
     try:
         task = yield from flows.create(
-            client._core, request, {"idempotency_key": key}, book.watching(on_update), deadline
+            client.core, request, {"idempotency_key": key}, book.watching(on_update), deadline
         )
     except errors.FluxclawError as error:
         raise _create_failed(error, key, book) from None
@@ -157,17 +159,21 @@ def _create_flow(
     timeout: float | None,
     on_update: OnUpdate | None,
     receiver: HintSource | None = None,
+    budget: float | None = None,
 ) -> Flow:
     deadline = _deadline(client, timeout)
     draft = client.draft(job.action, job.prompt, job.sources, job.options())
     target = saving.check_target(job.output, job.format, overwrite=job.overwrite)
-    if not sandbox:
-        resolution = job.resolution or contract.DEFAULT_RESOLUTION
-        cost = client.estimate_cost(job.model, resolution, action=job.action)
-        spending.check(book.history, client.base_url, cost)
-    book.start(job, target, client.base_url, sandbox)
+    resolution = job.resolution or contract.DEFAULT_RESOLUTION
+    cost = client.estimate_cost(job.model, resolution, action=job.action)
+    # The caps are checked in the same ledger write that counts this task (one step for
+    # every door and process); a one-run sandbox costs nothing and is under none.
+    guard = None
+    if not sandbox and book.history is not None:
+        guard = spending.guard(client.base_url, cost, batch=job.batch, batch_budget_usd=budget)
+    book.start(job, target, client.base_url, sandbox, cost.total_cents, guard)
     try:
-        request = yield from flows.prepare(client._core, draft)
+        request = yield from flows.prepare(client.core, draft)
     except errors.FluxclawError as error:
         book.update(status="rejected", error=error.message)  # uploads only: nothing created
         raise
@@ -180,7 +186,7 @@ def _create_flow(
 
 def _deadline(client: _Base, timeout: float | None) -> float:
     """A job's timeout bounds all of it: create, wait and downloads (see `SAVE_FLOOR`)."""
-    seconds = client._core.timeout if timeout is None else timeout
+    seconds = client.core.timeout if timeout is None else timeout
     if seconds <= 0:
         raise errors.ValidationError(f"timeout={timeout} must be more than 0 seconds.")
     return time.monotonic() + seconds
@@ -202,7 +208,7 @@ def _finish_flow(
     action = None if isinstance(task, str) and not job.prompt else job.action
     timeout = max(deadline - time.monotonic(), 0.1)
     try:
-        result = yield from flows.wait(client._core, task, action, timeout, on_update, receiver)
+        result = yield from flows.wait(client.core, task, action, timeout, on_update, receiver)
     except errors.TaskFailedError as error:
         book.update(status="failed", error=error.message)
         raise
@@ -224,7 +230,7 @@ def _finish_flow(
             "overwrite": target.overwrite,
             "timeout": max(deadline - time.monotonic(), SAVE_FLOOR),
         }
-        saved = yield from flows.save(client._core, result, None, where)
+        saved = yield from flows.save(client.core, result, None, where)
     except (errors.FluxclawError, OSError) as error:
         reason = error.message if isinstance(error, errors.FluxclawError) else str(error)
         cost = "" if result.cost_usd is None else f" (${result.cost_usd:.2f})"
@@ -256,6 +262,7 @@ def _resume_flow(
     *,
     output: str | None,
     format: files.ImageFormat | None,
+    overwrite: bool,
     timeout: float | None,
     on_update: OnUpdate | None,
 ) -> Flow:
@@ -263,7 +270,8 @@ def _resume_flow(
     refuse_gone(entry, book.history)
     job, target = job_from(entry)
     if output is not None or format is not None:
-        target = saving.check_target(output or str(target.folder), format, overwrite=True)
+        # One overwrite rule for every door: a file named now is replaced only when asked.
+        target = saving.check_target(output or str(target.folder), format, overwrite=overwrite)
     if entry.status == "completed" and entry.paths and all(Path(p).is_file() for p in entry.paths):
         assert entry.task_id is not None
         return JobResult(
@@ -285,7 +293,7 @@ def _resume_flow(
             raise errors.ValidationError("this history row has no idempotency key to resume by")
         if request is None:
             draft = client.draft(job.action, job.prompt, job.sources, job.options())
-            request = yield from flows.prepare(client._core, draft)
+            request = yield from flows.prepare(client.core, draft)
         task: Task | str = yield from _submitted(
             client, request, entry.idempotency_key, book, on_update, deadline
         )
@@ -342,6 +350,8 @@ def job_from(entry: Entry) -> tuple[Job, saving.Target]:
         overwrite=target.overwrite,
         idempotency_key=entry.idempotency_key or str(uuid.uuid4()),
         created_at=float(record.get("created_at") or entry.created_at),
+        batch=entry.batch,
+        identity=entry.identity,
     )
     return job, target
 
@@ -395,7 +405,8 @@ def _guarded(flow: Flow, book: Book) -> Flow:
 class RunOptions(TypedDict, total=False):
     """history (opt-in: where the job is recorded), wait (False: return once submitted),
     timeout (seconds to wait), on_update (each status), sandbox (mark a one-run sandbox's task),
-    receiver (a callback receiver that wakes the wait)."""
+    receiver (a callback receiver that wakes the wait), budget (USD: the cap on every task of
+    `job.batch` in the ledger, this one included)."""
 
     history: History | None
     wait: bool
@@ -403,14 +414,17 @@ class RunOptions(TypedDict, total=False):
     on_update: OnUpdate | None
     sandbox: bool
     receiver: HintSource | None
+    budget: float | None
 
 
 class ResumeOptions(TypedDict, total=False):
-    """history, timeout and on_update as for `run`; output and format replace the recorded ones."""
+    """history, timeout and on_update as for `run`; output and format replace the recorded ones
+    (overwrite: replace an existing file named by output)."""
 
     history: History | None
     output: str | None
     format: files.ImageFormat | None
+    overwrite: bool
     timeout: float | None
     on_update: OnUpdate | None
 
@@ -426,6 +440,7 @@ def _started(client: _Base, job: Job, options: RunOptions) -> Flow:
         timeout=options.get("timeout"),
         on_update=options.get("on_update"),
         receiver=options.get("receiver"),
+        budget=options.get("budget"),
     )
     return _guarded(flow, book)
 
@@ -438,6 +453,7 @@ def _resumed(client: _Base, entry: Entry, options: ResumeOptions) -> Flow:
         book,
         output=options.get("output"),
         format=options.get("format"),
+        overwrite=options.get("overwrite", False),
         timeout=options.get("timeout"),
         on_update=options.get("on_update"),
     )
@@ -446,21 +462,21 @@ def _resumed(client: _Base, entry: Entry, options: ResumeOptions) -> Flow:
 
 def run(client: Client, job: Job, **options: Unpack[RunOptions]) -> JobResult:
     """Run `job` to saved files (or, with `wait=False`, to a submitted task)."""
-    return client._run(_started(client, job, options))
+    return client.run_flow(_started(client, job, options))
 
 
 async def arun(client: AsyncClient, job: Job, **options: Unpack[RunOptions]) -> JobResult:
-    return await client._run(_started(client, job, options))
+    return await client.run_flow(_started(client, job, options))
 
 
 def resume(client: Client, entry: Entry, **options: Unpack[ResumeOptions]) -> JobResult:
     """Finish a recorded job: wait for its task, or resend its unanswered create (same key),
     then save its files where and as the original run would have."""
-    return client._run(_resumed(client, entry, options))
+    return client.run_flow(_resumed(client, entry, options))
 
 
 async def aresume(client: AsyncClient, entry: Entry, **options: Unpack[ResumeOptions]) -> JobResult:
-    return await client._run(_resumed(client, entry, options))
+    return await client.run_flow(_resumed(client, entry, options))
 
 
 __all__ = [

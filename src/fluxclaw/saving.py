@@ -125,11 +125,16 @@ def check_target(
         raise _bad_output(
             f"cannot write into {existing} ({exc.strerror or exc}); choose another -o."
         ) from None
-    if not folder_named and path.exists() and not overwrite:
-        raise _bad_output(
-            f"{path} already exists; pass --force to overwrite it, or choose another name."
-        )
-    return Target(folder, None if folder_named else path.name, fmt, overwrite)
+    target = Target(folder, None if folder_named else path.name, fmt, overwrite)
+    if not folder_named and not overwrite:
+        # Compared after the suffix the format gives it: `-o x.jpeg` is written as x.jpg.
+        for taken in {path, target.paths(1, "")[0][0]}:
+            if taken.exists():
+                raise _bad_output(
+                    f"{taken} already exists; pass --force to overwrite it, or choose another "
+                    "name."
+                )
+    return target
 
 
 def _bad_output(message: str) -> errors.ValidationError:

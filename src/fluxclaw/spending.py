@@ -1,30 +1,28 @@
-"""A standing daily spending cap, kept by the job engine for every door alike.
+"""Spending caps, kept where the money is spent: in the ledger's write of each new task.
 
-`fluxclaw config --daily-budget USD` stores it; before any create that is recorded in a
-history, the engine adds today's spend with this API (finished tasks at their cost, unfinished
-ones at their estimate) to the new task's estimate and refuses the create, before it is sent,
-if the sum would pass the cap. An agent in a loop therefore cannot run up a bill through the
-CLI, the MCP server, the OpenClaw plugin or a batch.
+A daily cap (`fluxclaw config --daily-budget USD`) and a batch's `--budget` are both checked in
+the same SQLite write transaction that records the new task (`History.start(guard=...)`), so two
+doors or processes at once cannot both slip under a cap. What counts is every row of the scope
+that may still be charged: completed tasks at their charge, failed or refused ones at nothing,
+and every other one (running, timed out, unanswered) at the estimate it was created under,
+whatever the client gave up on. The daily scope is one API, whichever way its URL is spelt.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from fluxclaw import contract, errors
 from fluxclaw.config import load_config
-from fluxclaw.history import UNFINISHED
-from fluxclaw.pricing import CostEstimate, estimate_cost
-
-if TYPE_CHECKING:
-    from fluxclaw.history import Entry, History
+from fluxclaw.history import Committed, Guard
+from fluxclaw.pricing import CostEstimate
 
 CONFIG_KEY = "daily_budget_usd"
 
 
 def daily_budget() -> float | None:
-    """The cap in US dollars from the config file, or None when there is none."""
+    """The cap in US dollars from the config file, or None when there is none (a config file
+    that cannot be read is an error, not a missing cap)."""
     value = load_config().get(CONFIG_KEY)
     return float(value) if isinstance(value, int | float) and value > 0 else None
 
@@ -35,43 +33,44 @@ def midnight(now: float | None = None) -> float:
     return time.mktime((day.tm_year, day.tm_mon, day.tm_mday, 0, 0, 0, 0, 0, -1))
 
 
-def spent_today(history: History, base_url: str) -> int:
-    """Cents spent or committed today with this API: costs of finished tasks, estimates of
-    tasks still running (they will be charged when they finish)."""
-    return sum(_cents(entry) for entry in history.since(midnight(), base_url))
-
-
-def _cents(entry: Entry) -> int:
-    if entry.status not in UNFINISHED:
-        return round((entry.cost or 0) * 100)  # finished: its charge (a failed task has none)
-    if entry.cost is not None:
-        return round(entry.cost * 100)  # paid, not yet saved
-    resolution = str(entry.params.get("resolution") or contract.DEFAULT_RESOLUTION)
-    try:
-        guess = estimate_cost(entry.model or contract.DEFAULT_FAMILY, resolution)
-    except errors.ValidationError:
-        return 0
-    return guess.total_cents or 0
-
-
-def check(history: History | None, base_url: str, estimate: CostEstimate) -> None:
-    """Refuse a create that would pass today's cap (nothing is recorded or sent)."""
-    if history is None:
-        return  # no history, nothing to count spend from (the cap is a history-backed door's)
+def guard(
+    base_url: str,
+    estimate: CostEstimate,
+    *,
+    batch: str | None = None,
+    batch_budget_usd: float | None = None,
+) -> Guard:
+    """The check a new task's ledger row must pass: today's cap for its API, then its batch's
+    budget. Raises `BudgetExceededError` (nothing is recorded or sent)."""
     cap = daily_budget()
-    if cap is None:
-        return
-    cap_cents = round(cap * 100)
-    if estimate.total_cents is None:
-        raise errors.BudgetExceededError(
-            f"{estimate.model} has no known price, so the daily budget of ${cap:.2f} cannot be "
-            "kept; set its price (prices={'max': {'1k': cents}}) or remove the budget with "
-            "`fluxclaw config --daily-budget 0`.",
-        )
-    spent = spent_today(history, base_url)
-    if spent + estimate.total_cents > cap_cents:
-        raise errors.BudgetExceededError(
-            f"this image (${estimate.total_cents / 100:.2f}) would pass today's budget of "
-            f"${cap:.2f}: ${spent / 100:.2f} is already spent or running. Raise it with "
-            "`fluxclaw config --daily-budget USD`, or wait until midnight.",
-        )
+    api = contract.canonical_base(base_url)
+    cents = estimate.total_cents
+
+    def check(committed: Committed) -> None:
+        if cap is not None:
+            if cents is None:
+                raise errors.BudgetExceededError(
+                    f"{estimate.model} has no known price, so the daily budget of ${cap:.2f} "
+                    "cannot be kept; set its price (prices={'max': {'1k': cents}}) or remove "
+                    "the budget with `fluxclaw config --daily-budget 0`.",
+                )
+            spent = committed(api=api, since=midnight())
+            if spent + cents > round(cap * 100):
+                raise errors.BudgetExceededError(
+                    f"this image (${cents / 100:.2f}) would pass today's budget of "
+                    f"${cap:.2f}: ${spent / 100:.2f} is already spent or running. Raise it "
+                    "with `fluxclaw config --daily-budget USD`, or wait until midnight.",
+                )
+        if batch_budget_usd is not None and batch is not None:
+            if cents is None:
+                raise errors.BudgetExceededError(
+                    f"{estimate.model} has no known price, so --budget cannot be kept"
+                )
+            spent = committed(batch=batch)
+            if spent + cents > round(batch_budget_usd * 100):
+                raise errors.BudgetExceededError(
+                    f"would pass the budget of ${batch_budget_usd:.2f} "
+                    f"(${spent / 100:.2f} spent or running in this batch)"
+                )
+
+    return check

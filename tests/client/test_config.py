@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fluxclaw import contract
+from fluxclaw.errors import ValidationError
 from fluxclaw.config import config_path, load_config, resolve_settings, write_config
 
 
@@ -52,8 +53,14 @@ def test_config_is_written_atomically_for_the_owner_only(isolated: Path) -> None
     assert [p.name for p in path.parent.iterdir()] == ["config.json"]
 
 
-def test_a_broken_config_file_counts_as_empty(isolated: Path) -> None:
+def test_a_broken_config_file_is_named_not_ignored(isolated: Path) -> None:
+    # Ignoring it would drop the key, the base URL and the daily budget without a word.
     isolated.parent.mkdir(parents=True)
     isolated.write_text("{not json")
-    assert load_config() == {}
-    assert resolve_settings().api_key is None
+    for read in (load_config, resolve_settings):
+        with pytest.raises(ValidationError, match="not valid JSON") as caught:
+            read()
+        assert str(isolated) in str(caught.value)
+    isolated.write_text("[1, 2]")
+    with pytest.raises(ValidationError, match="must hold a JSON object"):
+        load_config()

@@ -207,7 +207,12 @@ def create_options(func: Any) -> Any:
                 is_flag=True,
                 help="Run against a sandbox started for this command (no key, no cost).",
             ),
-            click.option("--no-history", is_flag=True, help="Do not record this task."),
+            click.option(
+                "--no-history",
+                is_flag=True,
+                help="Keep no prompt or path of this task (its cost is still counted, so the "
+                "daily budget holds).",
+            ),
             click.option(
                 "--force",
                 is_flag=True,
@@ -261,7 +266,7 @@ def run_create(action: contract.Action, prompt: str, sources: tuple[str, ...], *
         done = jobs.run(
             client,
             job,
-            history=None if opts["no_history"] else History(),
+            history=History(private=opts["no_history"]),
             wait=not opts["no_wait"],
             timeout=opts["timeout"],
             on_update=watch,
@@ -311,6 +316,9 @@ def remix(prompt: str, images: tuple[str, ...], **opts: Any) -> None:
 
 def resume_options(func: Any) -> Any:
     func = click.option("--openclaw", is_flag=True, help="OpenClaw mode, as for generate.")(func)
+    func = click.option(
+        "--force", is_flag=True, help="Overwrite the file named by -o if it exists."
+    )(func)
     return click.option(
         "--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True
     )(func)
@@ -323,6 +331,7 @@ def finish_one(
     openclaw: bool,
     output: str | None,
     image_format: Any,
+    force: bool,
     as_json: bool,
     api_key: str | None,
     base_url: str | None,
@@ -360,6 +369,7 @@ def finish_one(
             history=history,
             output=output,
             format=image_format,
+            overwrite=force,
             timeout=timeout,
             on_update=watch,
         )
