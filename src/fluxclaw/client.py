@@ -193,13 +193,17 @@ class Client(_Base):
     def generate(self, prompt: str, **options: Unpack[GenerateOptions]) -> Result:
         """Create a text-to-image task and wait for its images (options: `CreateOptions` and
         timeout, on_update, receiver)."""
-        return self._bind(self.run_flow(flows.make(self._core, "text_to_image", prompt, (), options)))
+        return self._bind(
+            self.run_flow(flows.make(self._core, "text_to_image", prompt, (), options))
+        )
 
     def remix(
         self, prompt: str, images: Sequence[ImageSource], **options: Unpack[GenerateOptions]
     ) -> Result:
         """Create a remix task from URLs, local paths or bytes (uploaded first) and wait."""
-        return self._bind(self.run_flow(flows.make(self._core, "remix_image", prompt, images, options)))
+        return self._bind(
+            self.run_flow(flows.make(self._core, "remix_image", prompt, images, options))
+        )
 
     def submit_generate(self, prompt: str, **options: Unpack[SubmitOptions]) -> Task:
         """Create a text-to-image task and return its handle at once."""
@@ -347,12 +351,16 @@ class AsyncClient(_Base):
         return self._bind(await self.run_flow(flow))
 
     async def submit_generate(self, prompt: str, **options: Unpack[SubmitOptions]) -> Task:
-        return await self.run_flow(flows.submit_new(self._core, "text_to_image", prompt, (), options))
+        return await self.run_flow(
+            flows.submit_new(self._core, "text_to_image", prompt, (), options)
+        )
 
     async def submit_remix(
         self, prompt: str, images: Sequence[ImageSource], **options: Unpack[SubmitOptions]
     ) -> Task:
-        return await self.run_flow(flows.submit_new(self._core, "remix_image", prompt, images, options))
+        return await self.run_flow(
+            flows.submit_new(self._core, "remix_image", prompt, images, options)
+        )
 
     async def prepare(self, draft: Draft) -> TaskRequest:
         return await self.run_flow(flows.prepare(self._core, draft))

@@ -241,7 +241,9 @@ class History:
     `private=True` (`--no-history`) still writes the money of each task (key, task id, API,
     state, cost), so caps hold, but no prompt, options, body or path."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, private: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, private: bool = False
+    ) -> None:
         self.path = Path(path) if path is not None else default_path()
         self.private = private
         self._connection: sqlite3.Connection | None = None

@@ -131,8 +131,7 @@ def check_target(
         for taken in {path, target.paths(1, "")[0][0]}:
             if taken.exists():
                 raise _bad_output(
-                    f"{taken} already exists; pass --force to overwrite it, or choose another "
-                    "name."
+                    f"{taken} already exists; pass --force to overwrite it, or choose another name."
                 )
     return target
 

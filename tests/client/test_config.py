@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from fluxclaw import contract
-from fluxclaw.errors import ValidationError
 from fluxclaw.config import config_path, load_config, resolve_settings, write_config
+from fluxclaw.errors import ValidationError
 
 
 @pytest.fixture(autouse=True)
