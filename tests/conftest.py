@@ -20,6 +20,13 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture(autouse=True)
+def _isolated_state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Nothing a test runs in this process reads or writes the user's history or config."""
+    monkeypatch.setenv("FLUXCLAW_DATA_DIR", str(tmp_path / "_data"))
+    monkeypatch.setenv("FLUXCLAW_CONFIG", str(tmp_path / "_config" / "config.json"))
+
+
+@pytest.fixture(autouse=True)
 def _fresh_redaction(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with no remembered keys: the registry is process-wide, and under xdist
     a worker runs tests in any order (a one-letter key from another test masks `ftp://x`)."""

@@ -59,6 +59,7 @@ class Book:
             "sources": sources,
             "target": target.to_json(),
             "created_at": job.created_at,
+            "stem": job.stem,
         }
         model = contract.resolve_model(job.model, job.action)
         self.row = self.history.start(

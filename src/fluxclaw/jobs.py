@@ -63,6 +63,7 @@ class Job:
     overwrite: bool = False  # replace an existing file named by `output`
     idempotency_key: str = field(default_factory=lambda: str(uuid.uuid4()))
     created_at: float = field(default_factory=time.time)  # names the files, whenever saved
+    stem: str | None = None  # file name in a folder output, no suffix (default: time-prompt-id)
     batch: str | None = None  # the batch whose ledger row this is (its output folder)
     identity: str | None = None  # what the row asks for, within its batch (`batch.identity`)
 
@@ -222,7 +223,7 @@ def _finish_flow(
     urls = tuple(image.url for image in result.images)
     # Paid from here on: the row says so until the files are on disk.
     book.update(status="unsaved", cost=result.cost_usd, urls=urls)
-    stem = saving.stem_for(job.created_at, job.prompt, task_id)
+    stem = job.stem or saving.stem_for(job.created_at, job.prompt, task_id)
     try:
         where: flows.SaveOptions = {
             "target": target,
@@ -350,6 +351,7 @@ def job_from(entry: Entry) -> tuple[Job, saving.Target]:
         overwrite=target.overwrite,
         idempotency_key=entry.idempotency_key or str(uuid.uuid4()),
         created_at=float(record.get("created_at") or entry.created_at),
+        stem=record.get("stem") or None,
         batch=entry.batch,
         identity=entry.identity,
     )

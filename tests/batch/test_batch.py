@@ -18,6 +18,7 @@ from PIL import Image
 
 from fluxclaw import AsyncClient, PollPolicy
 from fluxclaw.batch import read_rows, run_batch
+from fluxclaw.history import History
 
 FLUXCLAW = str(Path(sys.executable).with_name("fluxclaw"))
 KEY = "sk-batch-SECRET-3e1d"
@@ -186,7 +187,9 @@ def test_the_library_door_runs_and_resumes(fluxclaw_sandbox_factory: Any, tmp_pa
     second = asyncio.run(go())
     assert second.counts == {"done": 5}
     assert len(sandbox.ledger()["charges"]) == 5
-    assert (tmp_path / "out" / ".fluxclaw" / "journal.sqlite").is_file()
+    # The rows are the user's ledger rows (FLUXCLAW_DATA_DIR), tagged with the batch.
+    rows_of = History().in_batch(str((tmp_path / "out").resolve()))
+    assert len(rows_of) == 5 and {r.status for r in rows_of} == {"completed"}
     assert (tmp_path / "out" / "index.html").is_file()
 
 

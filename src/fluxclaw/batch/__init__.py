@@ -3,17 +3,18 @@ on a budget, with a manifest and a gallery. `run_batch` is the library door; `fl
 the command-line one; both are thin layers over the job engine (`fluxclaw.jobs`)."""
 
 from fluxclaw.batch.gallery import write_gallery
-from fluxclaw.batch.journal import Journal
+from fluxclaw.batch.plan import Defaults, Plan, plan_batch
 from fluxclaw.batch.rows import BadRow, Row, read_rows
-from fluxclaw.batch.runner import BatchResult, Defaults, Progress, run_batch
+from fluxclaw.batch.runner import BatchResult, Progress, run_batch
 
 __all__ = [
     "BadRow",
     "BatchResult",
     "Defaults",
-    "Journal",
+    "Plan",
     "Progress",
     "Row",
+    "plan_batch",
     "read_rows",
     "run_batch",
     "write_gallery",

@@ -3,6 +3,7 @@ ratio and cost, and every failure shown as one. Built from a batch's manifest or
 
 from __future__ import annotations
 
+import hashlib
 import html
 import os
 from collections.abc import Iterable, Mapping
@@ -30,7 +31,9 @@ def thumbnail(out: Path, image: Path) -> Path | None:
     from PIL import Image
 
     thumbs = out / ".fluxclaw" / "thumbs"
-    target = thumbs / (image.name + ".jpg")
+    # Keyed by the whole path: a history gallery holds many folders' `00002-...png`.
+    where = hashlib.sha256(str(image.resolve()).encode()).hexdigest()[:12]
+    target = thumbs / f"{image.name}-{where}.jpg"
     if target.is_file() and target.stat().st_mtime >= image.stat().st_mtime:
         return target
     thumbs.mkdir(parents=True, exist_ok=True)

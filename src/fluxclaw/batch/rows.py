@@ -35,7 +35,8 @@ class Row:
     format: ImageFormat | None = None
 
     def fingerprint(self) -> str:
-        """What the row asks for: a changed row is a new request with a new key."""
+        """The fingerprint journals of releases before the ledger gave a row (defaults applied,
+        sources resolved); `batch.legacy` matches their rows by it."""
         data = [self.prompt, self.model, self.aspect_ratio, self.resolution, self.images]
         data += [self.name, self.format]
         return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:32]

@@ -1,9 +1,10 @@
-"""Running a batch: every row through the job engine, as many at once as allowed, on a budget.
+"""Running a batch: every row through the job engine, as many at once as allowed.
 
-The runner adds only what a batch needs on top of `fluxclaw.jobs`: a journal (state and key per
-row, written before each create), a budget that counts what is in flight, local sources uploaded
-once for all the rows that share them, and the manifest and gallery at the end. Validation,
-recording, retries, waiting, saving and resuming are the engine's.
+The runner adds only what a batch needs on top of `fluxclaw.jobs`: its plan (`batch.plan`:
+identities, keys, names, what is done), the pace (rows in flight, slowed by rate limits), local
+sources uploaded once for all the rows that share them, and the manifest and gallery at the end.
+Validation, the ledger rows, the budget (checked in the ledger write of each task), retries,
+waiting, saving and resuming are the engine's.
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fluxclaw import contract, errors, jobs, saving
-from fluxclaw.batch import journal as states
 from fluxclaw.batch.gallery import thumbnail, write_gallery
-from fluxclaw.batch.journal import Journal
 from fluxclaw.batch.pace import Pace
+from fluxclaw.batch.plan import Defaults, Plan, Planned, plan_batch
 from fluxclaw.batch.rows import BadRow, Row
-from fluxclaw.files import EXTENSIONS, SUFFIX, ImageFormat
 from fluxclaw.history import History
 
 if TYPE_CHECKING:
@@ -67,7 +66,10 @@ class BatchResult:
     manifest: Path
     rows: list[dict[str, Any]]
     bad: list[BadRow]
-    spent_usd: float
+    spent_usd: float  # what the ledger says was charged for this batch, in all its runs
+    plan: Plan | None = None
+    charged_now_usd: float = 0.0  # of which charged during this run
+    running_usd: float = 0.0  # estimates of the batch's tasks that may still be charged
 
     @property
     def counts(self) -> dict[str, int]:
@@ -77,84 +79,74 @@ class BatchResult:
         return counts
 
 
-@dataclass(frozen=True)
-class Defaults:
-    model: str | None = None
-    aspect_ratio: str | None = None
-    resolution: str | None = None
-    format: ImageFormat | None = None
-
-
 async def run_batch(
     client: AsyncClient,
     rows: Sequence[Row],
     out_dir: str | os.PathLike[str],
     *,
     bad_rows: Sequence[BadRow] = (),
-    defaults: Defaults = Defaults(),
+    defaults: Defaults | None = None,
     sources_from: str | os.PathLike[str] | None = None,
     concurrency: int = 8,
     budget_usd: float | None = None,
     retry_failed: bool = False,
+    remake: bool = False,
     history: History | None = None,
     receiver: HintSource | None = None,
     callback_url: str | None = None,
     timeout: float | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    plan: Plan | None = None,
 ) -> BatchResult:
-    """Run (or resume) a batch into `out_dir`; the same call again finishes what is left."""
-    out = Path(out_dir).expanduser().resolve()
-    saving.check_target(out, None)  # a folder we can write into, checked once for every row
-    out.mkdir(parents=True, exist_ok=True)
-    journal = Journal(out)
-    history = history or History(out / ".fluxclaw" / "tasks.sqlite")
-    _remove_partials(out)
-    base = Path(sources_from or Path.cwd())
-    known = journal.entries()
-    bad = list(bad_rows)
-    planned: list[tuple[Row, jobs.Job, str]] = []
-    names: dict[str, int] = {}
-    for row in rows:
-        row = _with_defaults(row, defaults, base)
-        fingerprint = row.fingerprint()
-        entry = known.get(row.line)
-        if entry is not None and (entry.fingerprint != fingerprint or not entry.idempotency_key):
-            entry = None  # the row changed: a new request, with a new key
-        key = entry.idempotency_key if entry else journal.key_for(row.line, fingerprint)
-        state = entry.state if entry else states.PENDING
-        if state == states.FAILED and retry_failed:
-            # The old key would replay the failed task: a retry is a new create, new key.
-            key, state = journal.key_for(row.line, f"{key}:retry"), states.PENDING
-        job = _job(row, out, key, callback_url)
-        try:
-            _check(client, job, names, row)
-        except errors.FluxclawError as error:
-            bad.append(BadRow(row.line, error.message))
-            continue
-        if entry is None or state == states.PENDING:
-            journal.put(row.line, fingerprint, key, states.PENDING, **_summary(row))
-        planned.append((row, job, state))
-    bad.sort(key=lambda item: item.line)
-    for item in bad:
-        journal.put(item.line, "", "", states.INVALID, error=item.error)
+    """Run (or resume) a batch into `out_dir`; the same call again finishes what is left.
 
-    progress = Progress(total=len(planned))
-    spent_cents = sum(round((e.cost or 0) * 100) for e in known.values())
-    progress.spent_usd = spent_cents / 100
-    budget_cents = None if budget_usd is None else round(budget_usd * 100)
-    reserved = 0
+    Every row is a row of the ledger (`history`, the user's own by default), so another door
+    or process re-running the batch finishes it without paying twice. Rows that ask for
+    something new where an image was already paid for (`changed`) are refused with a
+    `ValidationError` before anything is sent unless `remake` (the CLI's --yes); a re-made
+    image never replaces the paid one. `budget_usd` caps every task of the batch, in all its
+    runs, counting each at its estimate until it is final."""
+    out = Path(out_dir).expanduser().resolve()
+    saving.check_target(str(out) + "/", None)  # a folder we can write into, checked once
+    out.mkdir(parents=True, exist_ok=True)
+    history = history or History()
+    if plan is None:
+        plan = plan_batch(
+            client,
+            rows,
+            out,
+            history,
+            bad_rows=bad_rows,
+            defaults=defaults or Defaults(),
+            sources_from=Path(sources_from) if sources_from else None,
+            retry_failed=retry_failed,
+            callback_url=callback_url,
+        )
+    if plan.counts.get("changed") and not remake:
+        raise errors.ValidationError(
+            f"{plan.counts['changed']} row(s) ask for something new where an image was already "
+            f"paid for ({plan.describe()}); re-make them with --yes (library: remake=True), "
+            "the paid images stay beside the new ones, or undo the change."
+        )
+    _remove_partials(out)
+    charged_before = history.charged_cents(batch=plan.batch)
+    progress = Progress(total=len(plan.rows))
+    progress.spent_usd = charged_before / 100
     pace = Pace(concurrency)
     uploads = Uploads()
+    outcome: dict[str, tuple[str, str]] = {}  # identity -> what this run met (status, error)
 
     def report() -> None:
         if on_progress is not None:
             on_progress(progress)
 
-    async def one(row: Row, job: jobs.Job, state: str, estimate: int) -> None:
-        nonlocal spent_cents, reserved
+    async def one(planned: Planned) -> None:
         started = time.monotonic()
-        fingerprint = row.fingerprint()
         slot = Slot(pace, progress)
+        job, entry = planned.job, planned.entry
+        if callback_url is not None:  # known once the receiver listens, after the plan
+            job = replace(job, callback_url=callback_url)
+        identity = job.identity or ""
 
         async def ended(status: TaskStatus) -> None:
             """The slot is the server's: the next row starts while this one downloads."""
@@ -165,9 +157,14 @@ async def run_batch(
             attempt = 0
             while True:
                 try:
-                    done = await _finish_or_start(
-                        client, job, state, history, timeout, receiver, uploads, ended
-                    )
+                    if entry is not None:  # started before: finished by task id, else key
+                        done = await jobs.aresume(
+                            client, entry, history=history, timeout=timeout, on_update=ended
+                        )
+                    else:
+                        done = await _start(
+                            client, job, history, timeout, receiver, uploads, ended, budget_usd
+                        )
                     break
                 except errors.RateLimitError as error:
                     if time.monotonic() - started > (timeout or DEFAULT_ROW_TIMEOUT):
@@ -179,90 +176,43 @@ async def run_batch(
                     await asyncio.sleep(Pace.backoff(attempt, error.retry_after))
                     await slot.take()
                     attempt += 1
-                    state = states.SUBMITTED
+                    # A task made before the limit (it hit a status poll) is finished, not
+                    # created again: the ledger row of its key says which.
+                    found = history.find(job.idempotency_key)
+                    if found is not None and found.status not in ("rejected", "gone"):
+                        entry = found
+        except errors.BudgetExceededError as error:
+            outcome[identity] = ("over_budget", error.message)
+            progress.skipped += 1
         except errors.FluxclawError as error:
-            # A failed task stays failed (--retry-failed sends it again); any other error is
-            # finished by its key on the next run.
-            failed = isinstance(error, errors.TaskFailedError)
-            journal.put(
-                row.line,
-                fingerprint,
-                job.idempotency_key,
-                states.FAILED if failed else states.ERROR,
-                task_id=error.task_id,
-                error=error.message,
-                **_summary(row),
-            )
+            # The ledger row says where it stands: a failed task stays failed (--retry-failed
+            # sends it again); anything else is finished by its task id or key next run.
+            outcome[identity] = ("error", error.message)
             progress.failed += 1
         else:
-            cost = done.cost_usd or 0.0
-            path = str(done.paths[0]) if done.paths else None
-            journal.put(
-                row.line,
-                fingerprint,
-                job.idempotency_key,
-                states.DONE,
-                task_id=done.task_id,
-                cost=cost,
-                path=path,
-                error=None,
-                **_summary(row),
-            )
-            if path is not None:  # the gallery's thumbnail, made while other rows wait
-                await asyncio.to_thread(thumbnail, out, Path(path))
-            spent_cents += round(cost * 100)
+            if done.paths:  # the gallery's thumbnail, made while other rows wait
+                await asyncio.to_thread(thumbnail, out, Path(done.paths[0]))
+            progress.spent_usd += done.cost_usd or 0.0
             progress.done += 1
             progress.durations.append(time.monotonic() - started)
         finally:
-            reserved -= estimate
-            progress.spent_usd = spent_cents / 100
             await slot.free(succeeded=False)
             report()
 
     tasks: list[asyncio.Task[None]] = []
     report()
-    for row, job, state in planned:
-        if state == states.DONE or (state == states.FAILED and not retry_failed):
-            progress.done += state == states.DONE
-            progress.failed += state == states.FAILED
+    for planned in plan.rows:
+        if planned.kind == "done" or (planned.kind == "failed" and planned.entry is not None):
+            progress.done += planned.kind == "done"
+            progress.failed += planned.kind == "failed"
             continue
         await pace.acquire()
-        estimate = _estimate(client, job)
-        if budget_cents is not None and (
-            estimate is None or spent_cents + reserved + estimate > budget_cents
-        ):
-            await pace.release(succeeded=False)
-            why = (
-                f"{job.model} has no known price, so --budget cannot be kept"
-                if estimate is None
-                else f"would pass the budget of ${budget_cents / 100:.2f}"
-            )
-            journal.put(
-                row.line,
-                row.fingerprint(),
-                job.idempotency_key,
-                states.OVER_BUDGET,
-                error=why,
-                **_summary(row),
-            )
-            progress.skipped += 1
-            report()
-            continue
-        reserved += estimate or 0
-        # The key is on disk before the create can go out: a crash from here on is resumable.
-        if state != states.SUBMITTED:
-            journal.put(
-                row.line, row.fingerprint(), job.idempotency_key, states.SUBMITTED, **_summary(row)
-            )
         progress.in_flight += 1
         report()
-        tasks.append(asyncio.create_task(one(row, job, state, estimate or 0)))
+        tasks.append(asyncio.create_task(one(planned)))
     if tasks:
         await asyncio.gather(*tasks)
-    try:
-        return _finish(out, journal, bad, spent_cents)
-    finally:
-        journal.close()
+    return _finish(out, history, plan, outcome, charged_before)
 
 
 class Slot:
@@ -299,23 +249,18 @@ class Uploads:
             return self.urls[source]
 
 
-async def _finish_or_start(
+async def _start(
     client: AsyncClient,
     job: jobs.Job,
-    state: str,
     history: History,
     timeout: float | None,
     receiver: HintSource | None,
     uploads: Uploads,
     on_update: OnUpdate,
+    budget: float | None,
 ) -> jobs.JobResult:
-    """A row that may have been sent is finished by its key; a new one uploads and starts."""
-    if state in (states.SUBMITTED, states.ERROR):
-        entry = history.find(job.idempotency_key)
-        if entry is not None:
-            return await jobs.aresume(
-                client, entry, history=history, timeout=timeout, on_update=on_update
-            )
+    """A new row: its local sources uploaded (once for all rows that share them), then the
+    engine's run, under the batch's budget."""
     sources = []
     for source in job.sources:
         if contract.is_http_url(source):
@@ -324,68 +269,14 @@ async def _finish_or_start(
         sources.append(await uploads.url(client, source))
     job = replace(job, sources=tuple(sources))
     return await jobs.arun(
-        client, job, history=history, timeout=timeout, receiver=receiver, on_update=on_update
+        client,
+        job,
+        history=history,
+        timeout=timeout,
+        receiver=receiver,
+        on_update=on_update,
+        budget=budget,
     )
-
-
-def _with_defaults(row: Row, defaults: Defaults, base: Path) -> Row:
-    images = tuple(
-        source if contract.is_http_url(source) else str((base / source).expanduser().resolve())
-        for source in row.images
-    )
-    return replace(
-        row,
-        model=row.model or defaults.model,
-        aspect_ratio=row.aspect_ratio or defaults.aspect_ratio,
-        resolution=row.resolution or defaults.resolution,
-        format=row.format or defaults.format,
-        images=images,
-    )
-
-
-def _job(row: Row, out: Path, key: str, callback_url: str | None) -> jobs.Job:
-    fmt: ImageFormat = row.format or "png"
-    stem = row.name or f"{row.line:05d}-{saving.slug(row.prompt, 5)}"
-    name = stem if Path(stem).suffix.lower() in EXTENSIONS else stem + SUFFIX[fmt]
-    return jobs.Job(
-        action="remix_image" if row.images else "text_to_image",
-        prompt=row.prompt,
-        sources=row.images,
-        model=row.model or contract.DEFAULT_FAMILY,
-        aspect_ratio=row.aspect_ratio,
-        resolution=row.resolution,
-        callback_url=callback_url,
-        output=str(out / name),
-        format=row.format,
-        overwrite=True,  # the batch owns its file names; a re-run rewrites the same image
-        idempotency_key=key,
-    )
-
-
-def _check(client: AsyncClient, job: jobs.Job, names: dict[str, int], row: Row) -> None:
-    """The library's own checks, with no I/O but reading local files; and one name per row.
-    (The output folder itself is checked once, by `run_batch`.)"""
-    client.draft(job.action, job.prompt, job.sources, job.options())
-    assert job.output is not None
-    name = Path(job.output).name.lower()
-    if name in names:
-        message = f"name {Path(job.output).name} is already used by line {names[name]}"
-        raise errors.ValidationError(message)
-    names[name] = row.line
-
-
-def _estimate(client: AsyncClient, job: jobs.Job) -> int | None:
-    resolution = job.resolution or contract.DEFAULT_RESOLUTION
-    return client.estimate_cost(job.model, resolution, action=job.action).total_cents
-
-
-def _summary(row: Row) -> dict[str, Any]:
-    return {
-        "prompt": row.prompt,
-        "model": row.model or contract.DEFAULT_FAMILY,
-        "aspect_ratio": row.aspect_ratio,
-        "resolution": row.resolution,
-    }
 
 
 def _remove_partials(out: Path) -> None:
@@ -394,26 +285,66 @@ def _remove_partials(out: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _finish(out: Path, journal: Journal, bad: list[BadRow], spent_cents: int) -> BatchResult:
-    """manifest.jsonl from the journal (one line per row, atomically), then the gallery."""
-    lines = []
-    for entry in journal.entries().values():
+def _status(entry: Any, met: tuple[str, str] | None) -> tuple[str, str | None]:
+    """A manifest status: the ledger's word, unless this run was refused before a row."""
+    if entry is None:
+        return met or ("error", "not started")
+    if entry.status == "completed" and entry.paths:
+        return "done", None
+    if entry.status == "failed":
+        return "failed", entry.error
+    if met is not None and met[0] == "over_budget":
+        return met
+    return "error", entry.error or (met[1] if met else None)
+
+
+def _finish(
+    out: Path,
+    history: History,
+    plan: Plan,
+    outcome: dict[str, tuple[str, str]],
+    charged_before: int,
+) -> BatchResult:
+    """manifest.jsonl from the ledger (one line per row of the file, pointing at its newest
+    image), atomically, then the gallery."""
+    latest = {entry.identity: entry for entry in history.in_batch(plan.batch)}
+    lines: list[dict[str, Any]] = []
+    running = 0
+    for planned in plan.rows:
+        identity = planned.job.identity or ""
+        entry = latest.get(identity)
+        status, error = _status(entry, outcome.get(identity))
+        if entry is not None and entry.cost is None and status == "error":
+            running += entry.estimate_cents or 0
         lines.append(
             {
-                "line": entry.line,
-                "status": entry.state,
-                "task_id": entry.task_id,
-                "cost_usd": entry.cost,
-                "path": entry.path,
-                "error": entry.error,
-                "prompt": entry.prompt,
-                "model": entry.model,
-                "aspect_ratio": entry.aspect_ratio,
-                "resolution": entry.resolution,
+                "line": planned.row.line,
+                "status": status,
+                "identity": identity,
+                "task_id": entry.task_id if entry else None,
+                "cost_usd": entry.cost if entry else None,
+                "path": entry.paths[-1] if entry and entry.paths else None,
+                "error": error,
+                "prompt": planned.row.prompt,
+                "model": planned.job.model,
+                "aspect_ratio": planned.row.aspect_ratio,
+                "resolution": planned.row.resolution,
             }
         )
+    for item in plan.bad:
+        lines.append({"line": item.line, "status": "invalid", "error": item.error})
+    lines.sort(key=lambda line: int(line["line"]))
     manifest = out / "manifest.jsonl"
     text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
     saving.atomic_write(manifest, text.encode())
     write_gallery(out, lines)
-    return BatchResult(manifest, lines, bad, spent_cents / 100)
+    charged = history.charged_cents(batch=plan.batch)
+    return BatchResult(
+        manifest,
+        lines,
+        plan.bad,
+        charged / 100,
+        plan,
+        (charged - charged_before) / 100,
+        running / 100,
+    )

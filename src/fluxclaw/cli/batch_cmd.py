@@ -22,6 +22,7 @@ from fluxclaw.cli.common import FORMATS, connection_options, fail, handle_errors
 
 if TYPE_CHECKING:
     from fluxclaw.batch import BadRow, BatchResult, Defaults, Row
+    from fluxclaw.batch import Plan as BatchPlan
     from fluxclaw.batch import Progress as BatchProgress
     from fluxclaw.polling import PollPolicy
 
@@ -61,6 +62,18 @@ if TYPE_CHECKING:
     show_default=True,
     help="Seconds any one row may take.",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan (done, new, changed, unfinished, failed, bad rows and the price) and "
+    "send nothing.",
+)
+@click.option(
+    "-y",
+    "--yes",
+    is_flag=True,
+    help="Re-make rows that changed since their image was paid for (the old image stays).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @connection_options
 @handle_errors
@@ -76,6 +89,8 @@ def command(
     callback_url: str | None,
     retry_failed: bool,
     timeout: float,
+    dry_run: bool,
+    yes: bool,
     as_json: bool,
     api_key: str | None,
     base_url: str | None,
@@ -84,8 +99,10 @@ def command(
     """Run one image request per row of FILE (JSON Lines or CSV); run it again to resume.
 
     Rows have a prompt and may set model, aspect_ratio, resolution, images (URLs or files,
-    | separated in CSV), name and format. Bad rows are reported by line and skipped. Exit 0
-    when every row is done, 1 when some failed, 8 when the budget stopped some.
+    | separated in CSV), name and format. Bad rows are reported by line and skipped. A row is
+    what it asks for, not its line: a re-run skips done rows and finishes started ones, and
+    rows changed since they were paid for are re-made only with --yes. Exit 0 when every row
+    is done, 1 when some failed, 4 when changed rows need --yes, 8 when a budget stopped some.
     """
     import anyio
 
@@ -112,24 +129,37 @@ def command(
         callback_url=callback_url,
         retry_failed=retry_failed,
         timeout=timeout,
+        dry_run=dry_run,
+        yes=yes,
+        as_json=as_json,
     )
     with endpoint(api_key, base_url, sandbox=False, debug=debug) as (key, url, poll):
         result = anyio.run(lambda: _run(key, url, poll, rows, bad, plan))
+    if result is None:
+        return  # a dry run: the plan is printed
     counts = result.counts
     summary = {
         "rows": len(result.rows),
         **counts,
         "bad_rows": [{"line": b.line, "error": b.error} for b in result.bad],
         "spent_usd": round(result.spent_usd, 2),
+        "charged_this_run_usd": round(result.charged_now_usd, 2),
+        "running_usd": round(result.running_usd, 2),
         "manifest": str(result.manifest),
         "gallery": str(result.manifest.with_name("index.html")),
     }
     for item in result.bad:
         click.echo(f"line {item.line}: {item.error}", err=True)
+    running = (
+        f"; up to ${result.running_usd:.2f} more for tasks still running (run again to finish)"
+        if result.running_usd
+        else ""
+    )
     click.echo(
         f"batch: {counts.get('done', 0)} done, {counts.get('failed', 0) + counts.get('error', 0)} "
         f"failed, {counts.get('over_budget', 0)} over budget, {len(result.bad)} bad rows; "
-        f"${result.spent_usd:.2f} spent\nmanifest: {summary['manifest']}\n"
+        f"${result.charged_now_usd:.2f} charged in this run, ${result.spent_usd:.2f} for this "
+        f"batch in all{running}\nmanifest: {summary['manifest']}\n"
         f"gallery: {summary['gallery']}",
         err=True,
     )
@@ -151,20 +181,65 @@ class Plan:
     callback_url: str | None
     retry_failed: bool
     timeout: float
+    dry_run: bool
+    yes: bool
+    as_json: bool
+
+
+def _approve(found: BatchPlan, plan: Plan) -> None:
+    """Say what the run will do; stop before paying for re-made rows unless the user agrees."""
+    click.echo(found.describe(), err=True)
+    if plan.dry_run:
+        if plan.as_json:
+            click.echo(json.dumps(found.to_json()))
+        else:
+            for row in found.to_json()["rows"]:
+                click.echo(
+                    f"line {row['line']}: {row['kind']}  {row.get('prompt') or row.get('error')}"
+                )
+        return
+    changed = found.counts.get("changed", 0)
+    if not changed or plan.yes:
+        return
+    question = f"{changed} row(s) changed since their image was paid for; make them again?"
+    if sys.stdin.isatty() and sys.stderr.isatty() and click.confirm(question, err=True):
+        return
+    fail(
+        f"{changed} row(s) ask for something new where an image was already paid for; "
+        "re-run with --yes to make them again (the paid images stay), or --dry-run to see "
+        "which.",
+        contract.EXIT_INVALID,
+    )
 
 
 async def _run(
     key: str, url: str, poll: PollPolicy, rows: list[Row], bad: list[BadRow], plan: Plan
-) -> BatchResult:
+) -> BatchResult | None:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from fluxclaw.batch import run_batch
+    from fluxclaw.batch import plan_batch, run_batch
     from fluxclaw.callbacks import CallbackServer
     from fluxclaw.client import AsyncClient
     from fluxclaw.history import History
     from fluxclaw.polling import PollPolicy
 
+    history = History()
+    out = Path(plan.out).expanduser().resolve()
+    async with AsyncClient(api_key=key, base_url=url, poll=poll) as planner:
+        found = plan_batch(
+            planner,
+            rows,
+            out,
+            history,
+            bad_rows=bad,
+            defaults=plan.defaults,
+            sources_from=plan.file.parent,
+            retry_failed=plan.retry_failed,
+        )
+    _approve(found, plan)
+    if plan.dry_run:
+        return None
     console = Console(stderr=True)
     columns = (
         TextColumn("[bold]batch"),
@@ -206,7 +281,9 @@ async def _run(
                     concurrency=plan.concurrency,
                     budget_usd=plan.budget,
                     retry_failed=plan.retry_failed,
-                    history=History(),
+                    remake=True,
+                    history=history,
+                    plan=found,
                     receiver=server,
                     callback_url=server.callback_url if server else None,
                     timeout=plan.timeout,

@@ -1,0 +1,276 @@
+"""A batch's plan: each row's identity, file name and key, and what a run would do with it.
+
+A row is what it asks for (action, prompt, model, ratio, resolution, format, name, and each
+local source by the hash of its bytes), plus an occurrence number among identical rows (four
+identical rows are four images); never its line or anything kept in a file that can be lost.
+Its idempotency key is derived from its batch (the output folder) and that identity, and its
+ledger row (the user's history) carries both, so comments, blank lines, reordering, a lost
+journal or another door re-running the batch pay nothing again. A row that asks for something
+new under a name (or prompt) already paid for is `changed`: it is made again only when the user
+says so, beside the old image, never over it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fluxclaw import contract, errors, jobs, saving
+from fluxclaw.batch.rows import BadRow, Row
+from fluxclaw.files import EXTENSIONS, SUFFIX, ImageFormat
+from fluxclaw.history import UNFINISHED, Entry, History
+
+if TYPE_CHECKING:
+    from fluxclaw.client import AsyncClient
+
+# Keys are uuid5 names in this namespace: the same batch folder and identity, the same key.
+NAMESPACE = uuid.UUID("5b0f6f4e-2d1c-4d7e-9a59-6f1c1c0a7e31")
+KINDS = ("done", "new", "changed", "unfinished", "failed", "bad")
+
+
+@dataclass(frozen=True)
+class Defaults:
+    model: str | None = None
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    format: ImageFormat | None = None
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One row, as this run sees it: its job (key, name, batch, identity) and what to do."""
+
+    row: Row
+    job: jobs.Job
+    kind: str  # done, new, changed, unfinished or failed
+    entry: Entry | None  # its latest ledger row
+    estimate_cents: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "line": self.row.line,
+            "kind": self.kind,
+            "identity": self.job.identity,
+            "name": self.job.stem,
+            "prompt": self.row.prompt,
+            "model": self.job.model,
+            "task_id": self.entry.task_id if self.entry else None,
+            "estimate_usd": None if self.estimate_cents is None else self.estimate_cents / 100,
+        }
+
+
+@dataclass
+class Plan:
+    batch: str
+    rows: list[Planned]
+    bad: list[BadRow]
+    retry_failed: bool = False
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.counts = Counter(p.kind for p in self.rows)
+        self.counts["bad"] = len(self.bad)
+
+    @property
+    def estimate_cents(self) -> int | None:
+        """What the rows this run creates would cost (None: one has no known price)."""
+        total = 0
+        for planned in self.rows:
+            if planned.kind in ("new", "changed") or (
+                planned.kind == "failed" and self.retry_failed
+            ):
+                if planned.estimate_cents is None:
+                    return None
+                total += planned.estimate_cents
+        return total
+
+    def to_json(self) -> dict[str, Any]:
+        cents = self.estimate_cents
+        return {
+            **{kind: self.counts.get(kind, 0) for kind in KINDS},
+            "estimate_usd": None if cents is None else round(cents / 100, 2),
+            "rows": [p.to_json() for p in self.rows]
+            + [{"line": b.line, "kind": "bad", "error": b.error} for b in self.bad],
+        }
+
+    def describe(self) -> str:
+        """One line a person reads before paying."""
+        cents = self.estimate_cents
+        price = (
+            "price unknown (a model without a known price)"
+            if cents is None
+            else (f"about ${cents / 100:.2f} to create")
+        )
+        parts = ", ".join(f"{self.counts.get(kind, 0)} {kind}" for kind in KINDS)
+        return f"plan: {parts}; {price}"
+
+
+def plan_batch(
+    client: AsyncClient,
+    rows: Sequence[Row],
+    out: Path,
+    history: History,
+    *,
+    bad_rows: Sequence[BadRow] = (),
+    defaults: Defaults = Defaults(),
+    sources_from: Path | None = None,
+    retry_failed: bool = False,
+    callback_url: str | None = None,
+) -> Plan:
+    """What a run of `rows` into `out` would do; reads local sources and the ledger, sends
+    nothing."""
+    from fluxclaw.batch import legacy
+
+    batch = str(out)
+    base = sources_from or Path.cwd()
+    hashes: dict[str, str] = {}
+    seen: Counter[str] = Counter()
+    prompts: Counter[str] = Counter()
+    names: dict[str, int] = {}
+    bad = list(bad_rows)
+    drafted: list[tuple[Row, str, str, jobs.Job]] = []
+    for raw in rows:
+        row = _with_defaults(raw, defaults, base)
+        try:
+            job = _job(row, out, callback_url)
+            client.draft(job.action, job.prompt, job.sources, job.options())
+            digest = _digest(row, job, hashes)
+        except errors.FluxclawError as error:
+            bad.append(BadRow(row.line, error.message))
+            continue
+        except OSError as error:
+            bad.append(BadRow(row.line, f"cannot read a source image ({error})"))
+            continue
+        occurrence = seen[digest]
+        seen[digest] += 1
+        prompt_key = hashlib.sha256(row.prompt.encode()).hexdigest()[:12]
+        slot = row.name or f"p-{prompt_key}.{prompts[prompt_key]}"
+        prompts[prompt_key] += 1
+        stem = _stem(row, digest, occurrence)
+        final = (stem + SUFFIX[job.format or "png"]).lower()
+        if final in names:
+            bad.append(
+                BadRow(row.line, f"file name {final} is already used by line {names[final]}")
+            )
+            continue
+        names[final] = row.line
+        identity = f"{slot}#{digest}.{occurrence}"
+        drafted.append((row, identity, stem, replace(job, stem=stem, identity=identity)))
+
+    legacy.adopt_journal(out, history, [(row, identity) for row, identity, _, _ in drafted])
+    ledger: dict[str, list[Entry]] = {}
+    for found in history.in_batch(batch):
+        ledger.setdefault(found.identity or "", []).append(found)
+    wanted = {identity for _, identity, _, _ in drafted}
+    paid_slots = {
+        identity.split("#")[0]
+        for identity, entries in ledger.items()
+        if identity not in wanted and any(e.status == "completed" for e in entries)
+    }
+    planned: list[Planned] = []
+    for row, identity, _, job in drafted:
+        entries = ledger.get(identity, [])
+        latest: Entry | None = entries[-1] if entries else None
+        failures = sum(e.status == "failed" for e in entries)
+        kind, entry = _kind(latest, identity.split("#")[0] in paid_slots)
+        if kind == "failed" and retry_failed:
+            entry = None  # a new create with a new key: the old key would replay the failure
+        if entry is not None and entry.idempotency_key:
+            key = entry.idempotency_key
+        elif (
+            latest is not None and latest.status in ("rejected", "gone") and latest.idempotency_key
+        ):
+            key = latest.idempotency_key  # refused before anything was made: the same key again
+        else:
+            key = str(uuid.uuid5(NAMESPACE, f"{batch}\n{identity}\n{failures}"))
+        job = replace(job, idempotency_key=key, batch=batch)
+        resolution = job.resolution or contract.DEFAULT_RESOLUTION
+        estimate = client.estimate_cost(job.model, resolution, action=job.action).total_cents
+        planned.append(Planned(row, job, kind, entry, estimate))
+    bad.sort(key=lambda item: item.line)
+    return Plan(batch, planned, bad, retry_failed)
+
+
+def _kind(latest: Entry | None, slot_paid: bool) -> tuple[str, Entry | None]:
+    if latest is None or latest.status in ("rejected", "gone"):
+        return ("changed" if slot_paid else "new"), None
+    if (
+        latest.status == "completed"
+        and latest.paths
+        and all(Path(p).is_file() for p in latest.paths)
+    ):
+        return "done", latest
+    if latest.status == "failed":
+        return "failed", latest
+    if latest.status in UNFINISHED or latest.status == "completed":
+        return "unfinished", latest  # running, timed out, unanswered, or paid but not on disk
+    return "new", None
+
+
+def _with_defaults(row: Row, defaults: Defaults, base: Path) -> Row:
+    images = tuple(
+        source if contract.is_http_url(source) else str((base / source).expanduser().resolve())
+        for source in row.images
+    )
+    return replace(
+        row,
+        model=row.model or defaults.model,
+        aspect_ratio=row.aspect_ratio or defaults.aspect_ratio,
+        resolution=row.resolution or defaults.resolution,
+        format=row.format or defaults.format,
+        images=images,
+    )
+
+
+def _format(row: Row) -> ImageFormat:
+    """The row's format, else its name's suffix, else PNG."""
+    if row.format:
+        return row.format
+    suffix = Path(row.name or "").suffix.lower()
+    return EXTENSIONS.get(suffix, "png")
+
+
+def _job(row: Row, out: Path, callback_url: str | None) -> jobs.Job:
+    return jobs.Job(
+        action="remix_image" if row.images else "text_to_image",
+        prompt=row.prompt,
+        sources=row.images,
+        model=row.model or contract.DEFAULT_FAMILY,
+        aspect_ratio=row.aspect_ratio,
+        resolution=row.resolution,
+        callback_url=callback_url,
+        output=str(out) + "/",
+        format=_format(row),
+    )
+
+
+def _digest(row: Row, job: jobs.Job, hashes: dict[str, str]) -> str:
+    """What the row asks for, local sources by the hash of their bytes."""
+    sources = []
+    for source in row.images:
+        if contract.is_http_url(source):
+            sources.append(source)
+            continue
+        if source not in hashes:
+            hashes[source] = "sha256:" + hashlib.sha256(Path(source).read_bytes()).hexdigest()
+        sources.append(hashes[source])
+    model = contract.resolve_model(job.model, job.action).id
+    asked: list[Any] = [job.action, row.prompt, model, row.aspect_ratio, row.resolution]
+    asked += [job.format, row.name, sources]
+    return hashlib.sha256(json.dumps(asked).encode()).hexdigest()[:24]
+
+
+def _stem(row: Row, digest: str, occurrence: int) -> str:
+    """The row's file name without suffix: its name, else its prompt's words and a short hash
+    of what it asks for (reordering rows renames nothing)."""
+    if row.name:
+        named = Path(row.name)
+        return named.stem if named.suffix.lower() in EXTENSIONS else row.name
+    number = f"-{occurrence + 1}" if occurrence else ""
+    return f"{saving.slug(row.prompt, 5)}-{digest[:8]}{number}"
