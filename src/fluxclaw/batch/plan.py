@@ -138,7 +138,7 @@ def plan_batch(
     for raw in rows:
         row = _with_defaults(raw, defaults, base)
         try:
-            job = _job(row, out, callback_url)
+            job = _job(row, out, callback_url, defaults.format)
             client.draft(job.action, job.prompt, job.sources, job.options())
             digest = _digest(row, job, hashes)
         except errors.FluxclawError as error:
@@ -163,7 +163,9 @@ def plan_batch(
         identity = f"{slot}#{digest}.{occurrence}"
         drafted.append((row, identity, stem, replace(job, stem=stem, identity=identity)))
 
-    legacy.adopt_journal(out, history, [(row, identity) for row, identity, _, _ in drafted])
+    # Older journals fingerprinted rows with the default format merged in.
+    merged = [(replace(r, format=r.format or defaults.format), i) for r, i, _, _ in drafted]
+    legacy.adopt_journal(out, history, merged)
     ledger: dict[str, list[Entry]] = {}
     for found in history.in_batch(batch):
         ledger.setdefault(found.identity or "", []).append(found)
@@ -223,20 +225,19 @@ def _with_defaults(row: Row, defaults: Defaults, base: Path) -> Row:
         model=row.model or defaults.model,
         aspect_ratio=row.aspect_ratio or defaults.aspect_ratio,
         resolution=row.resolution or defaults.resolution,
-        format=row.format or defaults.format,
         images=images,
     )
 
 
-def _format(row: Row) -> ImageFormat:
-    """The row's format, else its name's suffix, else PNG."""
-    if row.format:
-        return row.format
+def _format(row: Row, default: ImageFormat | None) -> ImageFormat:
+    """The row's format, else its name's suffix, else the batch's default, else PNG."""
     suffix = Path(row.name or "").suffix.lower()
-    return EXTENSIONS.get(suffix, "png")
+    return row.format or EXTENSIONS.get(suffix) or default or "png"
 
 
-def _job(row: Row, out: Path, callback_url: str | None) -> jobs.Job:
+def _job(
+    row: Row, out: Path, callback_url: str | None, default_format: ImageFormat | None
+) -> jobs.Job:
     return jobs.Job(
         action="remix_image" if row.images else "text_to_image",
         prompt=row.prompt,
@@ -246,7 +247,7 @@ def _job(row: Row, out: Path, callback_url: str | None) -> jobs.Job:
         resolution=row.resolution,
         callback_url=callback_url,
         output=str(out) + "/",
-        format=_format(row),
+        format=_format(row, default_format),
     )
 
 
