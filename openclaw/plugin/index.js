@@ -28,6 +28,19 @@ const DEFAULT_BASE_URL = "https://runapi.ai";
 const DEFAULT_TIMEOUT_MS = 300_000;
 const GRACE_MS = 5_000; // after fluxclaw's own --timeout, before the child is stopped
 const INSTALL = "pip install fluxclaw (or pipx install fluxclaw)";
+
+// Where fluxclaw keeps its data (its history's folder, as Python's platformdirs puts it): the
+// images this plugin makes stay there, so `fluxclaw history`, `gallery --from-history` and
+// `resume` (after a time-out) find them after OpenClaw has copied them where it wants.
+function fluxclawDataDir() {
+  if (process.env.FLUXCLAW_DATA_DIR) return process.env.FLUXCLAW_DATA_DIR;
+  const home = os.homedir();
+  if (process.platform === "darwin") return path.join(home, "Library", "Application Support", "fluxclaw");
+  if (process.platform === "win32") {
+    return path.join(process.env.LOCALAPPDATA || path.join(home, "AppData", "Local"), "fluxclaw", "fluxclaw");
+  }
+  return path.join(process.env.XDG_DATA_HOME || path.join(home, ".local", "share"), "fluxclaw");
+}
 const MIME = { ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp" };
 const EXT = { "image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp" };
 
@@ -156,9 +169,9 @@ async function generateImage(req, registered) {
     const env = { ...process.env, RUNAPI_API_KEY: apiKey, RUNAPI_BASE_URL: baseUrl };
     const seconds = Math.max(1, Math.floor((timeoutMs - 1_000) / 1000));
     const runs = [];
+    const out = path.join(fluxclawDataDir(), "openclaw");
+    await mkdir(out, { recursive: true, mode: 0o700 });
     for (let n = 0; n < checked.count; n++) {
-      const out = path.join(work, `out-${n + 1}`);
-      await mkdir(out);
       const args = [sources.length ? "remix" : "generate", "--json", "--timeout", String(seconds)];
       args.push("-m", checked.family, "-o", out + path.sep);
       for (const source of sources) args.push("-i", source);

@@ -128,6 +128,23 @@ def test_plugin_makes_images_one_charge_each(claw: OpenClaw, sandbox: Any) -> No
     assert len(charges) == made == len(sandbox.tasks())
     assert len({c["task_id"] for c in charges}) == made
     assert [c["model"] for c in charges][-1].startswith("flux-2-flex")
+    # Each image is recorded where it stays (fluxclaw's data folder), so the history, its
+    # gallery and resume find it after OpenClaw has taken its copy.
+    listed = subprocess.run(
+        [str(VENV_BIN / "fluxclaw"), "history", "--json", "--limit", "100"],
+        env=claw.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    paid = {c["task_id"] for c in charges}
+    rows = [json.loads(line) for line in listed.stdout.splitlines() if line.strip()]
+    rows = [row for row in rows if row["task_id"] in paid]
+    assert len(rows) == made and all(row["status"] == "completed" for row in rows)
+    kept = Path(claw.env["FLUXCLAW_DATA_DIR"]) / "openclaw"
+    for row in rows:
+        [path] = row["paths"]
+        assert Path(path).is_file() and Path(path).parent == kept
 
 
 def test_the_key_is_in_no_argument_list_while_generating(claw: OpenClaw, sandbox: Any) -> None:
