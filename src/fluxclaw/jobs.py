@@ -481,13 +481,51 @@ async def aresume(client: AsyncClient, entry: Entry, **options: Unpack[ResumeOpt
     return await client.run_flow(_resumed(client, entry, options))
 
 
+def locate(history: History | None, ref: str, base_url: str) -> tuple[Entry, bool]:
+    """The ledger row to finish for a task id or idempotency key, and whether it was adopted:
+    the recorded row (a one-run sandbox's task is refused), else a new row for a task made
+    elsewhere. Every door finishes a task through this and `finish`/`afinish`."""
+    entry = history.find(ref) if history is not None else None
+    if entry is None:
+        return adopt(history, ref, base_url), True
+    refuse_gone(entry, history)
+    return entry, False
+
+
+def finish(
+    client: Client, ref: str, *, adopted_output: str | None = None, **options: Unpack[ResumeOptions]
+) -> JobResult:
+    """Finish a task by its id or idempotency key: wait (or resend the create with its key),
+    save and record. `adopted_output` is where a task unknown to the ledger is saved."""
+    entry, adopted = locate(options.get("history"), ref, client.base_url)
+    if adopted and options.get("output") is None:
+        options["output"] = adopted_output
+    return resume(client, entry, **options)
+
+
+async def afinish(
+    client: AsyncClient,
+    ref: str,
+    *,
+    adopted_output: str | None = None,
+    **options: Unpack[ResumeOptions],
+) -> JobResult:
+    entry, adopted = locate(options.get("history"), ref, client.base_url)
+    if adopted and options.get("output") is None:
+        options["output"] = adopted_output
+    return await aresume(client, entry, **options)
+
+
 __all__ = [
     "Job",
     "JobResult",
     "adopt",
+    "afinish",
     "aresume",
     "arun",
+    "finish",
     "job_from",
+    "locate",
     "refuse_gone",
     "resume",
     "run",

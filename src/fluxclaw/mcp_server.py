@@ -160,13 +160,10 @@ class FluxclawTools:
                     content=[TextContent(text=text)],
                     structured_content={"task_id": found.task_id, "status": found.status},
                 )
-            if entry is None:
-                entry = jobs.adopt(self.history, found.task_id, self.client.base_url)
-                output: str | None = self._folder()
-            else:
-                output = None
-            done = await jobs.aresume(self.client, entry, history=self.history, output=output)
-            return self._deliver(done, entry.model or None)
+            done = await jobs.afinish(
+                self.client, found.task_id, history=self.history, adopted_output=self._folder()
+            )
+            return self._deliver(done, entry.model or None if entry else None)
         except Exception as error:  # every failure becomes a tool error
             return self._error(error)
 

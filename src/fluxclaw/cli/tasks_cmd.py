@@ -361,11 +361,10 @@ def finish_one(
         interruptible(watch, key=entry.idempotency_key if entry else None, sandbox=False),
     ):
         if entry is None:
-            entry = jobs.adopt(history, ref, client.base_url)
-            watch.task_id = entry.task_id
-        done = jobs.resume(
+            watch.task_id = ref
+        done = jobs.finish(
             client,
-            entry,
+            ref,
             history=history,
             output=output,
             format=image_format,
