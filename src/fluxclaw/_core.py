@@ -31,7 +31,7 @@ from fluxclaw.models import (
     result_from,
 )
 from fluxclaw.polling import DurationStats, PollPolicy, PollSchedule, Preset
-from fluxclaw.pricing import CostEstimate, estimate_cost
+from fluxclaw.pricing import CostEstimate, PriceList, estimate_cost
 from fluxclaw.retries import RetryPolicy
 from fluxclaw.transport import DEFAULT_REQUEST_TIMEOUT, Call, Reply
 
@@ -117,6 +117,7 @@ class Core:
             raise errors.ValidationError(f"request_timeout={request_timeout} must be above 0.")
         self.request_timeout = request_timeout
         self.prices = prices
+        self.price_list = PriceList()  # the API's schedules, once asked (`flows.refresh_prices`)
         self.stats = DurationStats(self.poll)
         self._tasks: OrderedDict[str, Task] = OrderedDict()
         self._lock = threading.Lock()
@@ -270,7 +271,14 @@ class Core:
     def estimate(
         self, model: str, resolution: str, count: int, action: contract.Action
     ) -> CostEstimate:
-        return estimate_cost(model, resolution, count, action=action, prices=self.prices)
+        return estimate_cost(
+            model,
+            resolution,
+            count,
+            action=action,
+            prices=self.prices,
+            schedule=self.price_list.prices,
+        )
 
     def quote_call(self, request: TaskRequest) -> Call:
         body = {"service": contract.SERVICE, "action": request.action, **request.body}

@@ -13,10 +13,10 @@ import logging
 import os
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypedDict, TypeVar, cast
 
-from fluxclaw import contract, errors, files, saving
+from fluxclaw import contract, errors, files, pricing, saving
 from fluxclaw._core import (
     Core,
     CreateOptions,
@@ -359,6 +359,38 @@ def save(
 
 def account(core: Core, call: Call) -> Flow[dict[str, Any]]:
     return account_body((yield from send(core, call)))
+
+
+# The schedules are a nicety for estimates: asking may not hold a create up for long.
+PRICES_DEADLINE = 5.0
+
+
+def refresh_prices(core: Core) -> Flow[None]:
+    """Bring `core.price_list` up to date with the API's schedules (with their ETag: an
+    unchanged schedule is a 304). Any failure keeps what is known (else the contract's table)
+    and asks again a minute later; the create never waits on it for more than a few seconds."""
+    known = core.price_list
+    if known.fresh():
+        return
+    call = core.schedules_call(None, None)
+    headers = {"If-None-Match": known.etag} if known.etag and known.prices else {}
+    call = replace(call, headers=headers, not_modified_ok=True)
+    try:
+        reply = yield from send(core, call, time.monotonic() + PRICES_DEADLINE)
+    except errors.FluxclawError:
+        known.failed()
+        return
+    if reply.status == 304:
+        known.checked_at = time.time()
+        return
+    prices = pricing.schedule_prices(reply.body)
+    if not prices:
+        known.failed()
+        return
+    etag = reply.headers.get("etag")
+    known.prices = prices
+    known.etag = etag if etag and len(etag) < 200 else None
+    known.checked_at = time.time()
 
 
 def quote(core: Core, prompt: str, options: QuoteOptions) -> Flow[dict[str, Any]]:

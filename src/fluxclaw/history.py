@@ -107,11 +107,25 @@ def _m004_ledger() -> list[str]:
     ]
 
 
+def _m005_prices() -> list[str]:
+    """The API's price schedules as last seen, per API, so a new process asks at most hourly
+    (and then with the ETag)."""
+    return [
+        """
+        CREATE TABLE IF NOT EXISTS prices (
+            api TEXT PRIMARY KEY,
+            data TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        )"""
+    ]
+
+
 MIGRATIONS: tuple[Callable[[], list[str]], ...] = (
     _m001_tasks,
     _m002_jobs,
     _m003_durations,
     _m004_ledger,
+    _m005_prices,
 )
 
 # A row's share of a cap: its charge once known, nothing once it surely cost nothing, and its
@@ -473,6 +487,24 @@ class History:
         args.append(limit)
         with self._db() as db:
             return [_entry(row) for row in db.execute(query, args).fetchall()]
+
+    # -- the API's prices ----------------------------------------------------------------------
+
+    def load_prices(self, api: str) -> dict[str, Any] | None:
+        with self._db() as db:
+            found = db.execute("SELECT data FROM prices WHERE api = ?", (api,)).fetchone()
+        try:
+            data = json.loads(found["data"]) if found else None
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def save_prices(self, api: str, data: Mapping[str, Any]) -> None:
+        with self._db() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO prices (api, data, updated_at) VALUES (?, ?, ?)",
+                (api, json.dumps(dict(data)), time.time()),
+            )
 
     # -- generation times ----------------------------------------------------------------------
 

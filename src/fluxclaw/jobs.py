@@ -26,6 +26,7 @@ from fluxclaw._bookkeeping import Book
 from fluxclaw._core import CreateOptions, HintSource, OnUpdate
 from fluxclaw.history import Entry, History
 from fluxclaw.models import Result, Task, TaskRequest
+from fluxclaw.pricing import PriceList
 
 if TYPE_CHECKING:
     from fluxclaw.client import AsyncClient, Client, _Base
@@ -165,11 +166,14 @@ def _create_flow(
     deadline = _deadline(client, timeout)
     draft = client.draft(job.action, job.prompt, job.sources, job.options())
     target = saving.check_target(job.output, job.format, overwrite=job.overwrite)
+    # The caps are checked in the same ledger write that counts this task (one step for
+    # every door and process), at the API's own price when it tells it; a one-run sandbox
+    # costs nothing and is under none.
+    guard = None
+    if not sandbox and book.history is not None:
+        yield from _priced(client, book.history)
     resolution = job.resolution or contract.DEFAULT_RESOLUTION
     cost = client.estimate_cost(job.model, resolution, action=job.action)
-    # The caps are checked in the same ledger write that counts this task (one step for
-    # every door and process); a one-run sandbox costs nothing and is under none.
-    guard = None
     if not sandbox and book.history is not None:
         guard = spending.guard(client.base_url, cost, batch=job.batch, batch_budget_usd=budget)
     book.start(job, target, client.base_url, sandbox, cost.total_cents, guard)
@@ -183,6 +187,31 @@ def _create_flow(
     if not wait:
         return JobResult(task.id, task.status, row=book.row, idempotency_key=job.idempotency_key)
     return (yield from _finish_flow(client, task, job, target, book, deadline, on_update, receiver))
+
+
+def _priced(client: _Base, history: History) -> flows.Flow[None]:
+    """The API's price schedules for estimates: as the ledger last saw them for this API, asked
+    again (with the ETag) once they are an hour old."""
+    api = contract.canonical_base(client.base_url)
+    known = client.core.price_list
+    if not known.fresh():
+        stored = history.load_prices(api)
+        restored = PriceList.from_json(stored) if stored else None
+        if restored is not None and restored.checked_at > known.checked_at:
+            client.core.price_list = known = restored
+    checked = known.checked_at
+    yield from flows.refresh_prices(client.core)
+    if known.checked_at != checked and known.prices:
+        history.save_prices(api, known.to_json())
+
+
+def refresh_prices(client: Client, history: History) -> None:
+    """Bring the client's estimates to the API's current prices (the ledger keeps them)."""
+    client.run_flow(_priced(client, history))
+
+
+async def arefresh_prices(client: AsyncClient, history: History) -> None:
+    await client.run_flow(_priced(client, history))
 
 
 def _deadline(client: _Base, timeout: float | None) -> float:
@@ -521,11 +550,13 @@ __all__ = [
     "JobResult",
     "adopt",
     "afinish",
+    "arefresh_prices",
     "aresume",
     "arun",
     "finish",
     "job_from",
     "locate",
+    "refresh_prices",
     "refuse_gone",
     "resume",
     "run",

@@ -92,8 +92,10 @@ def test_the_budget_is_never_passed(
     assert len(ledger["charges"]) == 10  # $0.05 each
     lines = manifest(tmp_path / "out")
     assert Counter(line["status"] for line in lines) == {"done": 10, "over_budget": 21}
+    # Max's price is unknown to the contract; the sandbox's price schedules state one (its
+    # placeholder), and the budget counts it at that price.
     refused_max = next(line for line in lines if line["model"] == "max")
-    assert "no known price" in refused_max["error"]
+    assert "would pass the budget" in refused_max["error"]
 
 
 def test_sigkill_at_random_moments_pays_each_row_once(

@@ -143,3 +143,47 @@ def test_jobs_in_asyncio_gather_each_get_a_row(fluxclaw_sandbox: Any, tmp_path: 
     rows = history.search(limit=10)
     assert sorted(r.task_id or "" for r in rows) == sorted(d.task_id for d in done)
     assert {r.status for r in rows} == {"completed"}
+
+
+def test_estimates_use_the_apis_price_schedules_and_fall_back_to_the_contract(
+    fluxclaw_sandbox_factory: Any, tmp_path: Path
+) -> None:
+    from fluxclaw import Client
+
+    sandbox = fluxclaw_sandbox_factory(api_key="sk-prices", max_price_cents=21)
+    history = History(tmp_path / "ledger.sqlite")
+    sandbox.configure(faults={"500": 1.0})  # the price API is down: the contract's table
+    with Client(api_key="sk-prices", base_url=sandbox.base_url) as client:
+        jobs.refresh_prices(client, history)
+        assert client.estimate_cost("max", "1k").total_cents is None
+        assert client.estimate_cost("pro", "2k").basis == "contract"
+    sandbox.configure(faults={})
+    schedules = [r for r in sandbox.requests() if r["path"] == "/api/v1/price_schedules"]
+    with Client(api_key="sk-prices", base_url=sandbox.base_url) as client:
+        jobs.refresh_prices(client, history)
+        max_price = client.estimate_cost("max", "1k")
+        assert (max_price.total_cents, max_price.basis) == (21, "schedule")
+    asked = [r for r in sandbox.requests() if r["path"] == "/api/v1/price_schedules"]
+    assert len(asked) == len(schedules) + 1
+    # A new process finds them in the ledger and does not ask again within the hour.
+    with Client(api_key="sk-prices", base_url=sandbox.base_url) as client:
+        jobs.refresh_prices(client, history)
+        assert client.estimate_cost("max", "1k").total_cents == 21
+    assert len([r for r in sandbox.requests() if r["path"] == "/api/v1/price_schedules"]) == len(
+        asked
+    )
+
+
+def test_a_schedule_is_checked_before_it_is_believed() -> None:
+    from fluxclaw.pricing import schedule_prices
+
+    rows = [
+        {"model": "flux-2-max-text-to-image", "billing_config": {"overrides": {"1k": 9}}},
+        {"model": "flux-2-pro-text-to-image", "billing_config": {"overrides": {"1k": -5}}},
+        {"model": "flux-2-flex-text-to-image", "unit_price_cents": True},
+        {"model": "flux-9", "billing_config": {"overrides": {"1k": 1}}},
+        {"model": "flux-2-max-remix-image", "billing_config": {"overrides": {"2k": 10**9}}},
+        "junk",
+    ]
+    assert schedule_prices({"price_schedules": rows}) == {"flux-2-max-text-to-image": {"1k": 9}}
+    assert schedule_prices([1, 2]) == {} and schedule_prices({"price_schedules": 7}) == {}

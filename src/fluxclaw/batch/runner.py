@@ -111,6 +111,7 @@ async def run_batch(
     out.mkdir(parents=True, exist_ok=True)
     history = history or History()
     if plan is None:
+        await jobs.arefresh_prices(client, history)  # the plan's price, as the API states it
         plan = plan_batch(
             client,
             rows,

@@ -218,6 +218,7 @@ async def _run(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from fluxclaw import jobs
     from fluxclaw.batch import plan_batch, run_batch
     from fluxclaw.callbacks import CallbackServer
     from fluxclaw.client import AsyncClient
@@ -227,6 +228,7 @@ async def _run(
     history = History()
     out = Path(plan.out).expanduser().resolve()
     async with AsyncClient(api_key=key, base_url=url, poll=poll) as planner:
+        await jobs.arefresh_prices(planner, history)  # the plan's price, as the API states it
         found = plan_batch(
             planner,
             rows,
