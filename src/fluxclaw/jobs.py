@@ -25,7 +25,7 @@ from fluxclaw import contract, errors, files, saving, spending
 from fluxclaw._bookkeeping import Book
 from fluxclaw._core import CreateOptions, HintSource, OnUpdate
 from fluxclaw.history import Entry, History
-from fluxclaw.models import Result, Task, TaskRequest
+from fluxclaw.models import Result, Task, TaskRequest, TaskStatus
 from fluxclaw.pricing import PriceList
 
 if TYPE_CHECKING:
@@ -521,6 +521,33 @@ def locate(history: History | None, ref: str, base_url: str) -> tuple[Entry, boo
     return entry, False
 
 
+def _looked(client: _Base, ref: str, history: History | None) -> flows.Flow[TaskStatus]:
+    """One status answer for a task id or key, recorded in its ledger row."""
+    entry = history.find(ref) if history is not None else None
+    if entry is not None:
+        refuse_gone(entry, history)
+    known = entry is not None and entry.task_id is not None
+    action: Any = entry.action if entry is not None and known else None
+    task_id = entry.task_id if entry is not None and entry.task_id else ref
+    found = yield from flows.status_once(client.core, task_id, action)
+    if history is not None and entry is not None and entry.status != "completed":
+        urls = [image.url for image in found.images]
+        history.update(
+            entry.id, status=found.status, cost=found.cost_usd, urls=urls or None, error=found.error
+        )
+    return found
+
+
+def look(client: Client, ref: str, history: History | None = None) -> TaskStatus:
+    """A task's status once, without waiting, recorded in its ledger row (every door's
+    `status`: the CLI shows it, the MCP tool also saves a completed task through `afinish`)."""
+    return client.run_flow(_looked(client, ref, history))
+
+
+async def alook(client: AsyncClient, ref: str, history: History | None = None) -> TaskStatus:
+    return await client.run_flow(_looked(client, ref, history))
+
+
 def finish(
     client: Client, ref: str, *, adopted_output: str | None = None, **options: Unpack[ResumeOptions]
 ) -> JobResult:
@@ -550,12 +577,14 @@ __all__ = [
     "JobResult",
     "adopt",
     "afinish",
+    "alook",
     "arefresh_prices",
     "aresume",
     "arun",
     "finish",
     "job_from",
     "locate",
+    "look",
     "refresh_prices",
     "refuse_gone",
     "resume",

@@ -143,12 +143,7 @@ class FluxclawTools:
         Use it after a timeout or an interruption instead of generating again.
         """
         try:
-            entry = self.history.find(task_id) if self.history else None
-            known = entry is not None and entry.task_id is not None
-            found = await self.client.status(
-                entry.task_id if entry and entry.task_id else task_id,
-                action=entry.action if entry and known else None,  # type: ignore[arg-type]
-            )
+            found = await jobs.alook(self.client, task_id, self.history)
             if found.status == "failed":
                 raise failed_error(found)
             if found.status != "completed":
@@ -163,6 +158,7 @@ class FluxclawTools:
             done = await jobs.afinish(
                 self.client, found.task_id, history=self.history, adopted_output=self._folder()
             )
+            entry = self.history.find(found.task_id) if self.history else None
             return self._deliver(done, entry.model or None if entry else None)
         except Exception as error:  # every failure becomes a tool error
             return self._error(error)

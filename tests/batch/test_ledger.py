@@ -255,3 +255,26 @@ def test_defaults_is_still_importable_from_the_batch_package() -> None:
     from fluxclaw.batch import Defaults as Exported
 
     assert Exported is Defaults
+
+
+def test_the_history_gallery_keeps_same_named_images_of_different_batches_apart(
+    cli_env: dict[str, str], fluxclaw_sandbox_factory: Any, tmp_path: Path
+) -> None:
+    sandbox = fluxclaw_sandbox_factory(api_key=KEY)
+    for n in range(3):
+        write_rows(tmp_path / "rows.jsonl", [{"prompt": f"catalog {n} cover", "name": "cover"}])
+        done = batch(cli_env, sandbox, tmp_path, "rows.jsonl", "-o", f"out{n}")
+        assert done.returncode == 0, done.stderr
+    page = subprocess.run(
+        [FLUXCLAW, "gallery", "--from-history", "page"],
+        cwd=tmp_path,
+        env={**cli_env, "RUNAPI_API_KEY": KEY},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert page.returncode == 0, page.stderr
+    thumbs = sorted((tmp_path / "page" / ".fluxclaw" / "thumbs").glob("cover.png-*.jpg"))
+    assert len(thumbs) == 3 and len({digest(t) for t in thumbs}) == 3
+    html = (tmp_path / "page" / "index.html").read_text()
+    assert all(t.name in html for t in thumbs)

@@ -237,17 +237,23 @@ class Slot:
 
 
 class Uploads:
-    """Each local source uploaded once for all the rows that use it (URLs last an hour)."""
+    """Each local source uploaded once for all the rows that use it. Uploaded URLs last an
+    hour, so one is used for 50 minutes and then the file is uploaded again (a batch may run
+    for hours)."""
+
+    LIFETIME = 50 * 60.0
 
     def __init__(self) -> None:
-        self.urls: dict[str, str] = {}
+        self.urls: dict[str, tuple[str, float]] = {}
         self.lock = asyncio.Lock()
 
     async def url(self, client: AsyncClient, source: str) -> str:
         async with self.lock:
-            if source not in self.urls:
-                self.urls[source] = await client.upload(source)
-            return self.urls[source]
+            found = self.urls.get(source)
+            if found is None or time.monotonic() - found[1] > self.LIFETIME:
+                found = (await client.upload(source), time.monotonic())
+                self.urls[source] = found
+            return found[0]
 
 
 async def _start(

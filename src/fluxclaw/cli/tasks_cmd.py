@@ -433,23 +433,17 @@ def status(
     task_id: str, as_json: bool, api_key: str | None, base_url: str | None, debug: bool
 ) -> None:
     """Show a task's status once, without waiting (and update its history row)."""
+    from fluxclaw import jobs
     from fluxclaw.history import History
 
     history = History()
     entry = history.find(task_id)
-    action: Any = entry.action if entry and entry.task_id else None
+    if entry is not None:
+        jobs.refuse_gone(entry, history)  # before asking for a key it would not need
     url = base_url or (entry.base_url if entry and not entry.sandbox else None)
     with connect(api_key, url, sandbox=False, debug=debug) as client:
-        found = client.status(entry.task_id if entry and entry.task_id else task_id, action=action)
+        found = jobs.look(client, task_id, history)
     urls = [image.url for image in found.images]
-    if entry is not None and entry.status != "completed":
-        history.update(
-            entry.id,
-            status=found.status,
-            cost=found.cost_usd,
-            urls=urls or None,
-            error=found.error,
-        )
     payload = {
         "task_id": found.task_id,
         "status": found.status,
