@@ -84,6 +84,15 @@ class Notify:
 
 
 @dataclass(frozen=True, slots=True)
+class Pause:
+    """Wait `seconds`, or hand them to `hook`, which waits itself (a batch gives its slot back
+    meanwhile); a sync hook for `Client`, sync or async for `AsyncClient`."""
+
+    seconds: float
+    hook: Callable[[float], Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Work:
     """CPU work (Pillow): run as is by `Client`, off the event loop by `AsyncClient`."""
 
@@ -92,7 +101,7 @@ class Work:
     kwargs: Mapping[str, Any]
 
 
-Step = Exchange | Fetch | Put | Sleep | Listen | Notify | Work
+Step = Exchange | Fetch | Put | Sleep | Listen | Notify | Pause | Work
 Flow = Generator[Step, Any, T]
 
 

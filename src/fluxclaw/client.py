@@ -13,7 +13,7 @@ import asyncio
 import inspect
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self, TypedDict, TypeVar, Unpack
@@ -22,7 +22,7 @@ import httpx
 
 from fluxclaw import _flows as flows
 from fluxclaw import contract, files, saving
-from fluxclaw._core import DEFAULT_WAIT_TIMEOUT, Core, CreateOptions, Draft, ImageSource, OnUpdate
+from fluxclaw._core import DEFAULT_WAIT_TIMEOUT, Core, CreateOptions, Draft, ImageSource
 from fluxclaw._flows import (
     GenerateOptions,
     QuoteOptions,
@@ -185,6 +185,8 @@ class Client(_Base):
                 return hints.wait_for(task_id, timeout)
             case flows.Notify(on_update, status):
                 return on_update(status)
+            case flows.Pause(seconds, hook):
+                return time.sleep(seconds) if hook is None else hook(seconds)
             case flows.Work(func, args, kwargs):
                 return func(*args, **kwargs)
 
@@ -337,6 +339,8 @@ class AsyncClient(_Base):
                 return await hints.await_for(task_id, timeout)
             case flows.Notify(on_update, status):
                 return await _call(on_update, status)
+            case flows.Pause(seconds, hook):
+                return await (asyncio.sleep(seconds) if hook is None else _call(hook, seconds))
             case flows.Work(func, args, kwargs):
                 return await asyncio.to_thread(func, *args, **kwargs)  # Pillow off the loop
 
@@ -407,9 +411,9 @@ class AsyncClient(_Base):
         return await self.run_flow(flows.account(self._core, ME))
 
 
-async def _call(on_update: OnUpdate, status: TaskStatus) -> None:
-    """`on_update` may be a plain function or a coroutine function."""
-    outcome = on_update(status)
+async def _call(hook: Callable[[Any], Any], value: Any) -> None:
+    """A hook (`on_update`, a pause) may be a plain function or a coroutine function."""
+    outcome = hook(value)
     if inspect.isawaitable(outcome):
         await outcome
 

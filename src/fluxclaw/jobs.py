@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from fluxclaw import _flows as flows
-from fluxclaw import contract, errors, files, saving, spending
+from fluxclaw import contract, errors, files, retries, saving, spending
 from fluxclaw._bookkeeping import Book
 from fluxclaw._core import CreateOptions, HintSource, OnUpdate
 from fluxclaw.history import Entry, History
@@ -437,7 +437,9 @@ class RunOptions(TypedDict, total=False):
     """history (opt-in: where the job is recorded), wait (False: return once submitted),
     timeout (seconds to wait), on_update (each status), sandbox (mark a one-run sandbox's task),
     receiver (a callback receiver that wakes the wait), budget (USD: the cap on every task of
-    `job.batch` in the ledger, this one included)."""
+    `job.batch` in the ledger, this one included), patience (seconds to keep trying, same key,
+    through rate limits that outlast the client's retries; default: none), on_rate_limit (gets
+    each such wait's seconds and waits them itself: a batch lowers its pace meanwhile)."""
 
     history: History | None
     wait: bool
@@ -446,34 +448,45 @@ class RunOptions(TypedDict, total=False):
     sandbox: bool
     receiver: HintSource | None
     budget: float | None
+    patience: float | None
+    on_rate_limit: Callable[[float], Any] | None
 
 
 class ResumeOptions(TypedDict, total=False):
-    """history, timeout and on_update as for `run`; output and format replace the recorded ones
-    (overwrite: replace an existing file named by output)."""
+    """history, timeout, on_update, patience and on_rate_limit as for `run`; output and format
+    replace the recorded ones (overwrite: replace an existing file named by output)."""
 
     history: History | None
     output: str | None
     format: files.ImageFormat | None
     overwrite: bool
+    patience: float | None
+    on_rate_limit: Callable[[float], Any] | None
     timeout: float | None
     on_update: OnUpdate | None
 
 
 def _started(client: _Base, job: Job, options: RunOptions) -> Flow:
-    book = Book(options.get("history"))
-    flow = _create_flow(
-        client,
-        job,
-        book,
-        sandbox=options.get("sandbox", False),
-        wait=options.get("wait", True),
-        timeout=options.get("timeout"),
-        on_update=options.get("on_update"),
-        receiver=options.get("receiver"),
-        budget=options.get("budget"),
-    )
-    return _guarded(flow, book)
+    history = options.get("history")
+
+    def attempt(entry: Entry | None) -> Flow:
+        if entry is not None:  # a task a rate-limited try had already made: finish it
+            return _resumed(client, entry, _resume_options(options))
+        book = Book(history)
+        flow = _create_flow(
+            client,
+            job,
+            book,
+            sandbox=options.get("sandbox", False),
+            wait=options.get("wait", True),
+            timeout=options.get("timeout"),
+            on_update=options.get("on_update"),
+            receiver=options.get("receiver"),
+            budget=options.get("budget"),
+        )
+        return _guarded(flow, book)
+
+    return _patient(attempt, None, job.idempotency_key, history, options)
 
 
 def _resumed(client: _Base, entry: Entry, options: ResumeOptions) -> Flow:
@@ -491,6 +504,41 @@ def _resumed(client: _Base, entry: Entry, options: ResumeOptions) -> Flow:
     return _guarded(flow, book)
 
 
+def _resume_options(options: RunOptions) -> ResumeOptions:
+    return {
+        "history": options.get("history"),
+        "timeout": options.get("timeout"),
+        "on_update": options.get("on_update"),
+    }
+
+
+def _patient(
+    attempt: Callable[[Entry | None], Flow],
+    entry: Entry | None,
+    key: str | None,
+    history: History | None,
+    options: RunOptions | ResumeOptions,
+) -> Flow:
+    """A job that meets a rate limit past the client's own retries tries again, with the same
+    key, for up to `patience` seconds: a task that try had made is finished (its ledger row
+    says so), a refused create is sent again (its cap checked again)."""
+    patience = options.get("patience")
+    started = time.monotonic()
+    tries = 0
+    while True:
+        try:
+            return (yield from attempt(entry))
+        except errors.RateLimitError as error:
+            if patience is None or time.monotonic() - started > patience:
+                raise
+            delay = retries.patient_backoff(tries, error.retry_after)
+            yield flows.Pause(delay, options.get("on_rate_limit"))
+            tries += 1
+            found = history.find(key) if history is not None and key else None
+            if found is not None and found.status not in ("rejected", "gone"):
+                entry = found
+
+
 def run(client: Client, job: Job, **options: Unpack[RunOptions]) -> JobResult:
     """Run `job` to saved files (or, with `wait=False`, to a submitted task)."""
     return client.run_flow(_started(client, job, options))
@@ -500,14 +548,21 @@ async def arun(client: AsyncClient, job: Job, **options: Unpack[RunOptions]) -> 
     return await client.run_flow(_started(client, job, options))
 
 
+def _resuming(client: _Base, entry: Entry, options: ResumeOptions) -> Flow:
+    def attempt(found: Entry | None) -> Flow:
+        return _resumed(client, found or entry, options)
+
+    return _patient(attempt, None, entry.idempotency_key, options.get("history"), options)
+
+
 def resume(client: Client, entry: Entry, **options: Unpack[ResumeOptions]) -> JobResult:
     """Finish a recorded job: wait for its task, or resend its unanswered create (same key),
     then save its files where and as the original run would have."""
-    return client.run_flow(_resumed(client, entry, options))
+    return client.run_flow(_resuming(client, entry, options))
 
 
 async def aresume(client: AsyncClient, entry: Entry, **options: Unpack[ResumeOptions]) -> JobResult:
-    return await client.run_flow(_resumed(client, entry, options))
+    return await client.run_flow(_resuming(client, entry, options))
 
 
 def locate(history: History | None, ref: str, base_url: str) -> tuple[Entry, bool]:

@@ -99,3 +99,13 @@ class RetryBudget:
         if self.clock() + delay > self.end:
             return None
         return delay
+
+
+def patient_backoff(attempt: int, retry_after: float | None) -> float:
+    """How long a job waits after a rate limit outlasted the client's own retries: at least the
+    server's Retry-After (capped at a minute), spread by jitter so that the jobs a storm stopped
+    together do not all come back in the same instant."""
+    import random
+
+    spread = random.uniform(0.5, 1.5) * min(30.0, 0.5 * 2**attempt)
+    return float(max(min(retry_after or 0.0, 60.0), spread))

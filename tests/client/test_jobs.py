@@ -187,3 +187,29 @@ def test_a_schedule_is_checked_before_it_is_believed() -> None:
     ]
     assert schedule_prices({"price_schedules": rows}) == {"flux-2-max-text-to-image": {"1k": 9}}
     assert schedule_prices([1, 2]) == {} and schedule_prices({"price_schedules": 7}) == {}
+
+
+def test_a_rate_limit_past_the_clients_retries_is_waited_out_with_patience(
+    fluxclaw_sandbox_factory: Any, tmp_path: Path
+) -> None:
+    from fluxclaw import Client, RateLimitError, RetryPolicy
+
+    sandbox = fluxclaw_sandbox_factory(api_key="sk-patient", retry_after=0)
+    history = History(tmp_path / "ledger.sqlite")
+    quick = RetryPolicy(max_attempts=2, backoff_base=0.01)
+    waits: list[float] = []
+
+    def storm_over(seconds: float) -> None:
+        waits.append(seconds)
+        sandbox.configure(faults={})
+
+    with Client(api_key="sk-patient", base_url=sandbox.base_url, retry=quick) as client:
+        sandbox.configure(faults={"429": 1.0})
+        with pytest.raises(RateLimitError):  # no patience: the error, as before
+            jobs.run(client, jobs.Job.generate("a storm", output=str(tmp_path)), history=history)
+        job = jobs.Job.generate("a calm after the storm", output=str(tmp_path))
+        done = jobs.run(client, job, history=history, patience=30, on_rate_limit=storm_over)
+    assert len(waits) == 1 and done.status == "completed" and done.paths[0].is_file()
+    assert len(sandbox.ledger()["charges"]) == 1
+    rows = [e for e in history.search(limit=10) if e.idempotency_key == job.idempotency_key]
+    assert {e.status for e in rows} == {"rejected", "completed"}  # one key, one charge

@@ -4,7 +4,6 @@ one success at a time (additive increase, multiplicative decrease, as TCP does).
 from __future__ import annotations
 
 import asyncio
-import random
 
 
 class Pace:
@@ -31,10 +30,3 @@ class Pace:
         """A 429 got through the client's own retries: run half as many at once."""
         self.limit = max(1.0, self.limit / 2)
         self.slowdowns += 1
-
-    @staticmethod
-    def backoff(attempt: int, retry_after: float | None) -> float:
-        """At least the server's Retry-After, spread by jitter so that the rows a storm stopped
-        together do not all come back in the same instant."""
-        spread = random.uniform(0.5, 1.5) * min(30.0, 0.5 * 2**attempt)
-        return float(max(min(retry_after or 0.0, 60.0), spread))

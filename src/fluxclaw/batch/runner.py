@@ -26,13 +26,13 @@ from fluxclaw.batch.rows import BadRow, Row
 from fluxclaw.history import History
 
 if TYPE_CHECKING:
-    from fluxclaw._core import HintSource, OnUpdate
+    from fluxclaw._core import HintSource
     from fluxclaw.client import AsyncClient
     from fluxclaw.models import TaskStatus
 
 
-# A row that meets rate limits past the client's own retries is tried again, with backoff,
-# for as long as a row may take.
+# A row that meets rate limits past the client's own retries is tried again by the engine,
+# with backoff, for as long as a row may take.
 DEFAULT_ROW_TIMEOUT = 1800.0
 
 
@@ -154,34 +154,26 @@ async def run_batch(
             if status.status in contract.TERMINAL_STATUSES:
                 await slot.free(succeeded=status.status == "completed")
 
+        async def paced(seconds: float) -> None:
+            """A rate limit outlasted the client's retries: out of the pace while waiting, so
+            a slowdown really lowers the load; the engine then tries again with the same key."""
+            pace.slow_down()
+            await slot.free(succeeded=False)
+            await asyncio.sleep(seconds)
+            await slot.take()
+
+        patient: dict[str, Any] = {
+            "patience": timeout or DEFAULT_ROW_TIMEOUT,
+            "on_rate_limit": paced,
+            "on_update": ended,
+            "timeout": timeout,
+            "history": history,
+        }
         try:
-            attempt = 0
-            while True:
-                try:
-                    if entry is not None:  # started before: finished by task id, else key
-                        done = await jobs.aresume(
-                            client, entry, history=history, timeout=timeout, on_update=ended
-                        )
-                    else:
-                        done = await _start(
-                            client, job, history, timeout, receiver, uploads, ended, budget_usd
-                        )
-                    break
-                except errors.RateLimitError as error:
-                    if time.monotonic() - started > (timeout or DEFAULT_ROW_TIMEOUT):
-                        raise
-                    # Out of the pace while waiting, so a slowdown really lowers the load; then
-                    # the same key again: nothing is created or paid twice.
-                    pace.slow_down()
-                    await slot.free(succeeded=False)
-                    await asyncio.sleep(Pace.backoff(attempt, error.retry_after))
-                    await slot.take()
-                    attempt += 1
-                    # A task made before the limit (it hit a status poll) is finished, not
-                    # created again: the ledger row of its key says which.
-                    found = history.find(job.idempotency_key)
-                    if found is not None and found.status not in ("rejected", "gone"):
-                        entry = found
+            if entry is not None:  # started before: finished by its task id, else its key
+                done = await jobs.aresume(client, entry, **patient)
+            else:
+                done = await _start(client, job, uploads, receiver, budget_usd, patient)
         except errors.BudgetExceededError as error:
             outcome[identity] = ("over_budget", error.message)
             progress.skipped += 1
@@ -259,12 +251,10 @@ class Uploads:
 async def _start(
     client: AsyncClient,
     job: jobs.Job,
-    history: History,
-    timeout: float | None,
-    receiver: HintSource | None,
     uploads: Uploads,
-    on_update: OnUpdate,
+    receiver: HintSource | None,
     budget: float | None,
+    options: dict[str, Any],
 ) -> jobs.JobResult:
     """A new row: its local sources uploaded (once for all rows that share them), then the
     engine's run, under the batch's budget."""
@@ -275,15 +265,7 @@ async def _start(
             continue
         sources.append(await uploads.url(client, source))
     job = replace(job, sources=tuple(sources))
-    return await jobs.arun(
-        client,
-        job,
-        history=history,
-        timeout=timeout,
-        receiver=receiver,
-        on_update=on_update,
-        budget=budget,
-    )
+    return await jobs.arun(client, job, receiver=receiver, budget=budget, **options)
 
 
 def _remove_partials(out: Path) -> None:
