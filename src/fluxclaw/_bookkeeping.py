@@ -16,7 +16,7 @@ from fluxclaw.models import TaskRequest, TaskStatus
 
 if TYPE_CHECKING:
     from fluxclaw.client import _Base as ClientBase
-    from fluxclaw.jobs import Job
+    from fluxclaw.job_types import Job
 
 
 class Book:

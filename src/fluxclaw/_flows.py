@@ -29,6 +29,7 @@ from fluxclaw._core import (
 )
 from fluxclaw.models import Result, Task, TaskRequest, TaskStatus
 from fluxclaw.retries import RetryBudget, RetryPolicy
+from fluxclaw.saving import SaveOptions
 from fluxclaw.transport import Call, Reply
 
 T = TypeVar("T")
@@ -129,20 +130,6 @@ class SubmitOptions(CreateOptions, total=False):
 class SendOptions(TypedDict, total=False):
     idempotency_key: str | None
     on_update: OnUpdate | None
-
-
-class SaveOptions(TypedDict, total=False):
-    """format and quality (convert), sidecar (write <file>.json, default True), stem (the name
-    in a folder; default the task id), overwrite (replace an existing file), target (a checked
-    `saving.Target`, instead of `dest`), timeout (seconds for all the downloads together)."""
-
-    format: files.ImageFormat | None
-    quality: int | None
-    sidecar: bool
-    stem: str | None
-    overwrite: bool
-    target: saving.Target | None
-    timeout: float | None
 
 
 class QuoteOptions(CreateOptions, total=False):

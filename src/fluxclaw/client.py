@@ -26,7 +26,6 @@ from fluxclaw._core import DEFAULT_WAIT_TIMEOUT, Core, CreateOptions, Draft, Ima
 from fluxclaw._flows import (
     GenerateOptions,
     QuoteOptions,
-    SaveOptions,
     SendOptions,
     SubmitOptions,
     WaitOptions,
@@ -35,6 +34,7 @@ from fluxclaw.models import Image, Result, Task, TaskRequest, TaskStatus
 from fluxclaw.polling import DurationStats, PollPolicy, Preset
 from fluxclaw.pricing import CostEstimate
 from fluxclaw.retries import RetryPolicy
+from fluxclaw.saving import SaveOptions
 from fluxclaw.transport import (
     DEFAULT_REQUEST_TIMEOUT,
     AsyncSession,
@@ -238,7 +238,10 @@ class Client(_Base):
         return self._bind(self.run_flow(flows.wait(self._core, task, **options)))
 
     def _bind(self, result: Result) -> Result:
-        return replace(result, client=self)
+        """The result, and each of its images, keep this client: reading and saving them later
+        goes through it (its pool, size cap and retries), never through a new one."""
+        images = tuple(replace(image, client=self) for image in result.images)
+        return replace(result, images=images, client=self)
 
     # -- files -----------------------------------------------------------------------------------
 
@@ -381,7 +384,10 @@ class AsyncClient(_Base):
         return self._bind(await self.run_flow(flows.wait(self._core, task, **options)))
 
     def _bind(self, result: Result) -> Result:
-        return replace(result, client=self)
+        """The result, and each of its images, keep this client: reading and saving them later
+        goes through it (its pool, size cap and retries), never through a new one."""
+        images = tuple(replace(image, client=self) for image in result.images)
+        return replace(result, images=images, client=self)
 
     async def upload(self, source: ImageSource) -> str:
         return await self.run_flow(flows.upload(self._core, *files.read_source(source, 0)))

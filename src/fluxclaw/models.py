@@ -7,8 +7,11 @@ because a task id is all it takes to get a paid result back.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import os
 import uuid
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +24,7 @@ from fluxclaw import contract, errors
 from fluxclaw.saving import SavedImage
 
 if TYPE_CHECKING:
-    from fluxclaw._flows import SaveOptions
+    from fluxclaw.saving import SaveOptions
 
 Dest = str | os.PathLike[str] | None
 
@@ -89,36 +92,81 @@ class Image:
     url: str
     index: int = 0
     metadata: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    # The client that made it (set by the client); an image built by hand is given one.
+    client: Any = field(default=None, repr=False, compare=False)
 
-    def read(self) -> bytes:
-        """The image's bytes (a client's `read` reuses its pool; this opens one)."""
-        from fluxclaw.client import Client
+    def read(self, client: Any = None) -> bytes:
+        """The image's bytes, through `client` or the client that made the image."""
+        reader = _reader(client or self.client, asynchronous=False)
+        return reader.read(self)  # type: ignore[no-any-return]
 
-        with Client() as client:
-            return client.read(self)
+    async def aread(self, client: Any = None) -> bytes:
+        reader = _reader(client or self.client, asynchronous=True)
+        return await reader.read(self)  # type: ignore[no-any-return]
 
-    async def aread(self) -> bytes:
-        from fluxclaw.client import AsyncClient
-
-        async with AsyncClient() as client:
-            return await client.read(self)
-
-    def save(self, dest: Dest = None, **options: Unpack[SaveOptions]) -> SavedImage:
+    def save(
+        self, dest: Dest = None, *, client: Any = None, **options: Unpack[SaveOptions]
+    ) -> SavedImage:
         """Save this image alone, as `Result.save` would (named after its task)."""
-        return self._alone().save(dest, **options)[0]
+        return self._alone(client).save(dest, **options)[0]
 
-    async def asave(self, dest: Dest = None, **options: Unpack[SaveOptions]) -> SavedImage:
-        return (await self._alone().asave(dest, **options))[0]
+    async def asave(
+        self, dest: Dest = None, *, client: Any = None, **options: Unpack[SaveOptions]
+    ) -> SavedImage:
+        return (await self._alone(client).asave(dest, **options))[0]
 
-    def _alone(self) -> Result:
+    def _alone(self, client: Any) -> Result:
         meta = self.metadata
         return Result(
+            client=client or self.client,
             task_id=_stem(self),
             action=meta.get("action", "text_to_image"),
             status="completed",
             images=(self,),
             cost_usd=meta.get("cost_usd"),
         )
+
+
+def _reader(client: Any, *, asynchronous: bool) -> Any:
+    """The client to read or save through: the given one, when it is of the right kind (sync
+    for `save`, async for `asave`). Models are plain data and import no client; a result or
+    image with none (built by hand) falls back, for one release, to a client built from the
+    environment, with a DeprecationWarning."""
+    if client is not None and inspect.iscoroutinefunction(client.read) == asynchronous:
+        return client
+    warnings.warn(
+        "reading or saving an image without its client is deprecated and will stop working "
+        "in the next release; pass client= (or use the result a client returned)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    # Looked up by name: models sit below the clients and never import them.
+    module = importlib.import_module("fluxclaw.client")
+    return _Borrowed(module.AsyncClient() if asynchronous else module.Client())
+
+
+class _Borrowed:
+    """A client made for one read or save, closed after it."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def read(self, image: Image) -> Any:
+        return self._use("read", image)
+
+    def save(self, result: Result, dest: Dest = None, **options: Any) -> Any:
+        return self._use("save", result, dest, **options)
+
+    def _use(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if inspect.iscoroutinefunction(getattr(self.client, name)):
+
+            async def run() -> Any:
+                async with self.client as client:
+                    return await getattr(client, name)(*args, **kwargs)
+
+            return run()
+        with self.client as client:
+            return getattr(client, name)(*args, **kwargs)
 
 
 def _stem(image: Image) -> str:
@@ -197,20 +245,12 @@ class Result:
         through the client that waited for it (its pool, size cap and retries); options as
         `Client.save`. In a folder, files are named `<stem>[-n].<ext>` (default: the task id).
         """
-        from fluxclaw.client import Client
-
-        if isinstance(self.client, Client):
-            return self.client.save(self, dest, **options)
-        with Client() as client:
-            return client.save(self, dest, **options)
+        reader = _reader(self.client, asynchronous=False)
+        return reader.save(self, dest, **options)  # type: ignore[no-any-return]
 
     async def asave(self, dest: Dest = None, **options: Unpack[SaveOptions]) -> list[SavedImage]:
-        from fluxclaw.client import AsyncClient
-
-        if isinstance(self.client, AsyncClient):
-            return await self.client.save(self, dest, **options)
-        async with AsyncClient() as client:
-            return await client.save(self, dest, **options)
+        reader = _reader(self.client, asynchronous=True)
+        return await reader.save(self, dest, **options)  # type: ignore[no-any-return]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (what the CLI prints with --json)."""

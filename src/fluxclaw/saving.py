@@ -21,10 +21,24 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from fluxclaw import errors
 from fluxclaw.files import EXTENSIONS, FORMATS, SUFFIX, ImageFormat, short_url, sniff
+
+
+class SaveOptions(TypedDict, total=False):
+    """format and quality (convert), sidecar (write <file>.json, default True), stem (the name
+    in a folder; default the task id), overwrite (replace an existing file), target (a checked
+    `Target`, instead of `dest`), timeout (seconds for all the downloads together)."""
+
+    format: ImageFormat | None
+    quality: int | None
+    sidecar: bool
+    stem: str | None
+    overwrite: bool
+    target: Target | None
+    timeout: float | None
 
 
 @dataclass(frozen=True, slots=True)

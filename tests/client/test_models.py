@@ -1,0 +1,45 @@
+"""Models are plain data: a result and its images keep the client that made them, and reading
+or saving goes through it; an image built by hand is given one (the old call still works, for
+one release, with a DeprecationWarning)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fluxclaw import Client, Image
+
+
+def test_results_and_their_images_read_and_save_through_their_own_client(
+    fluxclaw_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RUNAPI_API_KEY", raising=False)  # no client could be built from it
+    with Client(api_key=fluxclaw_sandbox.api_key, base_url=fluxclaw_sandbox.base_url) as client:
+        result = client.generate("a plain data teapot")
+        assert result.client is client and result.images[0].client is client
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no fallback, so no warning
+            [saved] = result.save(tmp_path)
+            data = result.images[0].read()
+            one = result.images[0].save(tmp_path / "one.png")
+    assert saved.path.is_file() and one.path.is_file() and data[:4] == b"\x89PNG"
+    downloads = [r for r in fluxclaw_sandbox.requests() if r["path"].startswith("/_images/")]
+    assert len(downloads) == 3
+
+
+def test_an_image_built_by_hand_takes_a_client_and_the_old_call_warns(
+    fluxclaw_sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Client(api_key=fluxclaw_sandbox.api_key, base_url=fluxclaw_sandbox.base_url) as client:
+        url = client.generate("a hand-made teapot").url
+        by_hand = Image(url)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert by_hand.read(client=client)[:4] == b"\x89PNG"
+    monkeypatch.setenv("RUNAPI_API_KEY", fluxclaw_sandbox.api_key)
+    monkeypatch.setenv("RUNAPI_BASE_URL", fluxclaw_sandbox.base_url)
+    with pytest.warns(DeprecationWarning, match="pass client="):
+        assert by_hand.read()[:4] == b"\x89PNG"
