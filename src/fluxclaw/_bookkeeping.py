@@ -19,6 +19,25 @@ if TYPE_CHECKING:
     from fluxclaw.job_types import Job
 
 
+def job_record(job: Job, target: saving.Target) -> dict[str, Any]:
+    """What a ledger row keeps of its job, so that resuming it sends and saves the same."""
+    sources = [
+        s if contract.is_http_url(s) else str(Path(s).expanduser().resolve()) for s in job.sources
+    ]
+    return {
+        "model": job.model,
+        "aspect_ratio": job.aspect_ratio,
+        "resolution": job.resolution,
+        "safety_checker": job.safety_checker,
+        "callback_url": job.callback_url,
+        "sources": sources,
+        "target": target.to_json(),
+        "created_at": job.created_at,
+        "stem": job.stem,
+        "slot": job.slot,
+    }
+
+
 class Book:
     """One job's history row; every method does nothing without a history."""
 
@@ -46,21 +65,7 @@ class Book:
         """The ledger row, written before the create; `guard` may refuse it (a cap)."""
         if self.history is None:
             return
-        sources = [
-            s if contract.is_http_url(s) else str(Path(s).expanduser().resolve())
-            for s in job.sources
-        ]
-        record = {
-            "model": job.model,
-            "aspect_ratio": job.aspect_ratio,
-            "resolution": job.resolution,
-            "safety_checker": job.safety_checker,
-            "callback_url": job.callback_url,
-            "sources": sources,
-            "target": target.to_json(),
-            "created_at": job.created_at,
-            "stem": job.stem,
-        }
+        record = job_record(job, target)
         model = contract.resolve_model(job.model, job.action)
         self.row = self.history.start(
             action=job.action,
@@ -81,7 +86,7 @@ class Book:
         self.task_id = values.get("task_id") or self.task_id
         self.status = values.get("status") or self.status
         if self.history is not None and self.row is not None:
-            self.history.update(self.row, **values)
+            self.row = self.history.update(self.row, **values)
 
     def watching(self, on_update: OnUpdate | None) -> OnUpdate:
         """The caller's `on_update`, after recording the task id the moment it is known (the

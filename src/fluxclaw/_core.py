@@ -239,7 +239,8 @@ class Core:
 
     def create_failed(self, error: errors.FluxclawError, key: str) -> errors.FluxclawError:
         """A create that got no answer may still have made a task: the key gets it back."""
-        if isinstance(error, errors.NetworkError | errors.RequestTimeoutError | errors.ServerError):
+        unclear = errors.NetworkError | errors.RequestTimeoutError | errors.ServerError
+        if isinstance(error, unclear) or error.maybe_sent:
             error.hint = (
                 f"The task may exist: retry with idempotency_key={key!r} to get it back "
                 "without paying twice."

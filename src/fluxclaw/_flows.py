@@ -162,15 +162,22 @@ def retrying(
 ) -> Flow[Any]:
     """`step` again after each retryable failure, with backoff, within the policy's bounds."""
     budget = RetryBudget(policy, deadline)
+    unclear = False  # whether a failed try may have reached the server
     while True:
         try:
             return (yield step)
         except errors.FluxclawError as error:
             delay = budget.next_delay(error, retry_safe)
             if delay is None:
+                error.maybe_sent = error.maybe_sent or unclear
                 raise
+            unclear = unclear or isinstance(error, _UNCLEAR)
             log.info("%s; retrying in %.2fs", error, delay)
         yield Sleep(delay)
+
+
+# Failures after which the server may have acted on the request all the same.
+_UNCLEAR = (errors.NetworkError, errors.RequestTimeoutError, errors.ServerError)
 
 
 def send(core: Core, call: Call, deadline: float | None = None) -> Flow[Reply]:

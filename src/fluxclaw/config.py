@@ -65,8 +65,8 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
         data = json.loads(text) if text.strip() else {}
     except ValueError as exc:
         raise errors.ValidationError(
-            f"the config file {path} is not valid JSON ({exc}); fix it or remove it "
-            "(`fluxclaw config` writes a new one)."
+            f"the config file {path} is not valid JSON ({exc}); fix it, or remove it and "
+            "store its settings again with `fluxclaw config`."
         ) from exc
     if not isinstance(data, dict):
         raise errors.ValidationError(

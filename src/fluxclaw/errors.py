@@ -18,6 +18,9 @@ class FluxclawError(Exception):
     exit_code: ClassVar[int] = contract.EXIT_OTHER
     default_code: ClassVar[str] = "error"
     retry_after: float | None = None  # the server's Retry-After, when it sent one (429, 503)
+    # An earlier try of the same call may have reached the server (no answer, a 5xx): a
+    # create that then ends in a refusal may still have made a task.
+    maybe_sent: bool = False
 
     def __init__(
         self,

@@ -129,11 +129,12 @@ MIGRATIONS: tuple[Callable[[], list[str]], ...] = (
 )
 
 # A row's share of a cap: its charge once known, nothing once it surely cost nothing, and its
-# estimate for as long as it may still be charged (a task the client gave up on runs on).
+# estimate for as long as it may still be charged (a task the client gave up on runs on) or
+# when it completed without saying what it cost.
 _COMMITTED_CENTS = """
     COALESCE(SUM(CASE
         WHEN cost IS NOT NULL THEN CAST(ROUND(cost * 100) AS INTEGER)
-        WHEN status IN ('completed', 'failed', 'rejected', 'gone') THEN 0
+        WHEN status IN ('failed', 'rejected', 'gone') THEN 0
         ELSE COALESCE(estimate_cents, 0)
     END), 0)"""
 
@@ -298,6 +299,17 @@ class History:
         query = f"SELECT {_COMMITTED_CENTS} FROM tasks WHERE {' AND '.join(where)}"
         return int(db.execute(query, args).fetchone()[0])
 
+    def reopen(self, row: int, guard: Guard | None) -> None:
+        """A refused create about to be sent again: counted again (`submitting`), its caps
+        checked in the same write, as for a new row."""
+        with self._write() as db:
+            if guard is not None:
+                guard(lambda **scope: self._committed(db, **scope))
+            db.execute(
+                "UPDATE tasks SET status = 'submitting', updated_at = ? WHERE id = ?",
+                (time.time(), row),
+            )
+
     def committed_cents(
         self, *, api: str | None = None, since: float | None = None, batch: str | None = None
     ) -> int:
@@ -378,11 +390,13 @@ class History:
         batch: str | None = None,
         identity: str | None = None,
         guard: Guard | None = None,
+        created_at: float | None = None,
     ) -> int:
         """Record a task about to be created; returns the row id to update later. `guard` runs
         in the same write transaction (a cap checked and the row counted at once), and may
         refuse the row by raising."""
         now = time.time()
+        created = now if created_at is None else created_at
         if self.private:
             prompt, params, job = "", {}, {}
         row = (
@@ -400,7 +414,7 @@ class History:
             batch,
             identity,
             int(self.private),
-            now,
+            created,
             now,
         )
         with self._write() as db:
@@ -427,7 +441,9 @@ class History:
         paths: Sequence[str] | None = None,
         request: Mapping[str, Any] | None = None,
         clear_error: bool = False,
-    ) -> None:
+    ) -> int:
+        """Change a row; returns the row that holds the task from now on (another one, when
+        a second row was made for a task the ledger already had)."""
         values: dict[str, Any] = {"updated_at": time.time()}
         if task_id is not None:
             values["task_id"] = task_id
@@ -447,7 +463,18 @@ class History:
             values["request"] = json.dumps(dict(request))
         assignments = ", ".join(f"{name} = ?" for name in values)
         with self._db() as db:
-            db.execute(f"UPDATE tasks SET {assignments} WHERE id = ?", (*values.values(), row))
+            try:
+                db.execute(f"UPDATE tasks SET {assignments} WHERE id = ?", (*values.values(), row))
+            except sqlite3.IntegrityError:
+                if task_id is None:
+                    raise
+                # Another row already holds this task: two doors or processes sent the same
+                # key and RunAPI answered both with one task. One task is one row: this row
+                # goes, the other carries on (and is what the caller updates from now on).
+                held = db.execute("SELECT id FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+                db.execute("DELETE FROM tasks WHERE id = ?", (row,))
+                return int(held["id"])
+        return row
 
     def get(self, row: int) -> Entry | None:
         with self._db() as db:

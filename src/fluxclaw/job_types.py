@@ -34,7 +34,8 @@ class Job:
     created_at: float = field(default_factory=time.time)  # names the files, whenever saved
     stem: str | None = None  # file name in a folder output, no suffix (default: time-prompt-id)
     batch: str | None = None  # the batch whose ledger row this is (its output folder)
-    identity: str | None = None  # what the row asks for, within its batch (`batch.identity`)
+    identity: str | None = None  # what the row asks for, within its batch (`batch.plan`)
+    slot: str | None = None  # where in its batch: its name, or its prompt and occurrence
 
     @classmethod
     def generate(cls, prompt: str, **fields: Any) -> Job:

@@ -35,20 +35,20 @@ Flow = flows.Flow["JobResult"]
 # Seconds a save gets even when the wait used up the job's timeout.
 SAVE_FLOOR = 3.0
 
-# Errors after which the create surely made nothing (the server refused it); any other failure
-# may have made a task, so the row stays resumable by its idempotency key.
+# Errors after which the create surely made nothing (the server refused it), unless an
+# earlier try of it went unanswered; any other failure (a 409 too: the key already has a
+# task) may have made a task, so the row stays resumable by its idempotency key.
 _REFUSED = (
     errors.ValidationError,
     errors.AuthenticationError,
     errors.InsufficientCreditsError,
-    errors.ConflictError,
     errors.NotFoundError,
     errors.RateLimitError,
 )
 
 
 def _create_failed(error: errors.FluxclawError, key: str, book: Book) -> errors.FluxclawError:
-    if isinstance(error, _REFUSED):
+    if isinstance(error, _REFUSED) and not error.maybe_sent:
         book.update(status="rejected", error=error.message)
         return error
     book.update(status="unanswered", error=error.message)
@@ -223,6 +223,7 @@ def _resume_flow(
     overwrite: bool,
     timeout: float | None,
     on_update: OnUpdate | None,
+    budget: float | None = None,
 ) -> Flow:
     deadline = _deadline(client, timeout)
     refuse_gone(entry, book.history)
@@ -249,6 +250,13 @@ def _resume_flow(
         # same key, so RunAPI answers with the task it may already have made.
         if not entry.idempotency_key:
             raise errors.ValidationError("this history row has no idempotency key to resume by")
+        if entry.status == "rejected" and book.history is not None and entry.id:
+            # Refused before: it counted nothing, so sending it again passes the caps first.
+            yield from _priced(client, book.history)
+            resolution = job.resolution or contract.DEFAULT_RESOLUTION
+            cost = client.estimate_cost(job.model, resolution, action=job.action)
+            guard = spending.guard(client.base_url, cost, batch=job.batch, batch_budget_usd=budget)
+            book.history.reopen(entry.id, guard)
         if request is None:
             draft = client.draft(job.action, job.prompt, job.sources, job.options())
             request = yield from flows.prepare(client.core, draft)
@@ -309,6 +317,7 @@ def job_from(entry: Entry) -> tuple[Job, saving.Target]:
         idempotency_key=entry.idempotency_key or str(uuid.uuid4()),
         created_at=float(record.get("created_at") or entry.created_at),
         stem=record.get("stem") or None,
+        slot=record.get("slot") or None,
         batch=entry.batch,
         identity=entry.identity,
     )
@@ -390,6 +399,7 @@ class ResumeOptions(TypedDict, total=False):
     overwrite: bool
     patience: float | None
     on_rate_limit: Callable[[float], Any] | None
+    budget: float | None
     timeout: float | None
     on_update: OnUpdate | None
 
@@ -428,6 +438,7 @@ def _resumed(client: _Base, entry: Entry, options: ResumeOptions) -> Flow:
         overwrite=options.get("overwrite", False),
         timeout=options.get("timeout"),
         on_update=options.get("on_update"),
+        budget=options.get("budget"),
     )
     return _guarded(flow, book)
 
@@ -437,6 +448,7 @@ def _resume_options(options: RunOptions) -> ResumeOptions:
         "history": options.get("history"),
         "timeout": options.get("timeout"),
         "on_update": options.get("on_update"),
+        "budget": options.get("budget"),
     }
 
 
@@ -515,8 +527,10 @@ def _looked(client: _Base, ref: str, history: History | None) -> flows.Flow[Task
     found = yield from flows.status_once(client.core, task_id, action)
     if history is not None and entry is not None and entry.status != "completed":
         urls = [image.url for image in found.images]
+        # Paid but not on disk until a wait or resume saves it: it stays unfinished.
+        status = "unsaved" if found.status == "completed" else found.status
         history.update(
-            entry.id, status=found.status, cost=found.cost_usd, urls=urls or None, error=found.error
+            entry.id, status=status, cost=found.cost_usd, urls=urls or None, error=found.error
         )
     return found
 

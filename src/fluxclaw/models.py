@@ -134,15 +134,19 @@ def _reader(client: Any, *, asynchronous: bool) -> Any:
     environment, with a DeprecationWarning."""
     if client is not None and inspect.iscoroutinefunction(client.read) == asynchronous:
         return client
+    # Looked up by name: models sit below the clients and never import them.
+    module = importlib.import_module("fluxclaw.client")
+    kind = module.AsyncClient if asynchronous else module.Client
+    if client is not None:  # `save` on an async client's result: a twin with its settings
+        settings = client.core.settings
+        return _Borrowed(kind(api_key=settings.api_key, base_url=settings.base_url))
     warnings.warn(
         "reading or saving an image without its client is deprecated and will stop working "
         "in the next release; pass client= (or use the result a client returned)",
         DeprecationWarning,
         stacklevel=3,
     )
-    # Looked up by name: models sit below the clients and never import them.
-    module = importlib.import_module("fluxclaw.client")
-    return _Borrowed(module.AsyncClient() if asynchronous else module.Client())
+    return _Borrowed(kind())
 
 
 class _Borrowed:

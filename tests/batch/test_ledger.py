@@ -205,11 +205,12 @@ def test_a_journal_written_before_the_ledger_finishes_without_a_second_charge(
     """The journal schema of 0.x main: one row was sent (its key is on the server, its task
     charged when done) and the process died before the answer was written down."""
     sandbox = fluxclaw_sandbox_factory(api_key=KEY)
-    write_rows(tmp_path / "rows.jsonl", ROWS[:2])
+    wide = {"prompt": "a wide shot of the teapot", "aspect_ratio": "16:9", "resolution": "2k"}
+    write_rows(tmp_path / "rows.jsonl", [*ROWS[:2], wide])
     rows, _ = read_rows(tmp_path / "rows.jsonl")
     out = tmp_path / "out"
     (out / ".fluxclaw").mkdir(parents=True)
-    key = str(uuid.uuid4())
+    key, unsent = str(uuid.uuid4()), str(uuid.uuid4())
     with Client(api_key=KEY, base_url=sandbox.base_url) as client:
         sent = client.submit_generate(rows[0].prompt, idempotency_key=key)
     with sqlite3.connect(out / ".fluxclaw" / "journal.sqlite") as db:
@@ -226,12 +227,21 @@ def test_a_journal_written_before_the_ledger_finishes_without_a_second_charge(
             " VALUES (1, ?, ?, 'submitted', ?, 0)",
             (rows[0].fingerprint(), key, rows[0].prompt),
         )
+        # The process died before this one's create went out: resent, it asks for the same.
+        db.execute(
+            "INSERT INTO rows (line, fingerprint, idempotency_key, state, prompt, updated_at)"
+            " VALUES (3, ?, ?, 'submitted', ?, 0)",
+            (rows[2].fingerprint(), unsent, rows[2].prompt),
+        )
     done = batch(cli_env, sandbox, tmp_path, "rows.jsonl", "-o", "out")
     assert done.returncode == 0, done.stderr
     lines = manifest(out)
-    assert [line["status"] for line in lines] == ["done", "done"]
+    assert [line["status"] for line in lines] == ["done", "done", "done"]
     assert lines[0]["task_id"] == sent.id  # finished by its old key: RunAPI replayed it
-    assert charges(sandbox) == 2 and len(sandbox.tasks()) == 2
+    assert charges(sandbox) == 3 and len(sandbox.tasks()) == 3
+    [resent] = [t for t in sandbox.tasks() if t["idempotency_key"] == unsent]
+    assert resent["request"]["aspect_ratio"] == "16:9"
+    assert resent["request"]["output_resolution"] == "2k"
 
 
 def test_a_batch_that_reaches_the_daily_cap_ends_with_exit_8(
@@ -278,3 +288,43 @@ def test_the_history_gallery_keeps_same_named_images_of_different_batches_apart(
     assert len(thumbs) == 3 and len({digest(t) for t in thumbs}) == 3
     html = (tmp_path / "page" / "index.html").read_text()
     assert all(t.name in html for t in thumbs)
+
+
+def test_rows_that_share_a_prompt_can_be_reordered_and_the_folder_moved(
+    cli_env: dict[str, str], fluxclaw_sandbox_factory: Any, tmp_path: Path
+) -> None:
+    sandbox = fluxclaw_sandbox_factory(api_key=KEY)
+    rows = [
+        {"prompt": "a cat on a chair", "aspect_ratio": "1:1"},
+        {"prompt": "a cat on a chair", "aspect_ratio": "16:9"},
+        {"prompt": "a dog on a chair"},
+    ]
+    write_rows(tmp_path / "rows.jsonl", rows)
+    assert batch(cli_env, sandbox, tmp_path, "rows.jsonl", "-o", "out").returncode == 0
+    write_rows(tmp_path / "rows.jsonl", [rows[1], rows[2]])  # reordered, one left out
+    plan = json.loads(
+        batch(cli_env, sandbox, tmp_path, "rows.jsonl", "-o", "out", "--dry-run").stdout
+    )
+    assert (plan["done"], plan["new"], plan["changed"]) == (2, 0, 0)
+    # The folder moved (or renamed): its files say what they are; nothing is paid again.
+    (tmp_path / "out").rename(tmp_path / "moved")
+    write_rows(tmp_path / "rows.jsonl", rows)
+    again = batch(cli_env, sandbox, tmp_path, "rows.jsonl", "-o", "moved")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["done"] == 3 and charges(sandbox) == 3
+    assert all(
+        Path(line["path"]).parent == tmp_path / "moved" for line in manifest(tmp_path / "moved")
+    )
+
+
+def test_one_task_is_one_ledger_row_even_when_two_processes_sent_its_key(tmp_path: Path) -> None:
+    from fluxclaw.history import History
+
+    first, second = History(tmp_path / "h.sqlite"), History(tmp_path / "h.sqlite")
+    task = str(uuid.uuid4())
+    common: dict[str, Any] = {"action": "text_to_image", "model": "m", "prompt": "p", "params": {}}
+    a = first.start(idempotency_key="k", base_url="http://x", **common)
+    b = second.start(idempotency_key="k", base_url="http://x", **common)
+    assert first.update(a, task_id=task, status="processing") == a
+    assert second.update(b, task_id=task, status="processing") == a  # merged into the first
+    assert [e.id for e in first.search(limit=10)] == [a]

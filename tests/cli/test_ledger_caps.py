@@ -56,6 +56,9 @@ def test_an_unreadable_config_stops_the_create_and_names_the_file(
     line = one_line_error(done.stderr)
     assert str(config) in line and "not valid JSON" in line
     assert posts(sandbox) == 0
+    stored = run("config", "--daily-budget", "5")  # the command that writes it says so too
+    assert stored.returncode == contract.EXIT_INVALID
+    assert str(config) in one_line_error(stored.stderr)
 
 
 def test_wait_and_resume_never_replace_a_file_without_force(

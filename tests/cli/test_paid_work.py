@@ -286,8 +286,13 @@ def test_status_updates_the_history_row(run: Run, api: dict[str, str], sandbox: 
     shown = run("status", task_id, "--json")
     assert shown.returncode == 0, shown.stderr
     [row] = history_rows(api)
-    assert row["status"] == "completed" and row["cost"] == 0.05
+    # Paid, not yet on disk: `unsaved` keeps it among what `fluxclaw resume` finishes.
+    assert row["status"] == "unsaved" and row["cost"] == 0.05
     assert json.loads(row["urls"]) == json.loads(shown.stdout)["images"]
+    finished = run("resume", "--json")
+    assert finished.returncode == 0, finished.stderr
+    [row] = history_rows(api)
+    assert row["status"] == "completed" and len(json.loads(row["paths"])) == 1
 
 
 def test_invalid_input_leaves_no_history_row(run: Run, api: dict[str, str]) -> None:

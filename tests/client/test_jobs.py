@@ -213,3 +213,38 @@ def test_a_rate_limit_past_the_clients_retries_is_waited_out_with_patience(
     assert len(sandbox.ledger()["charges"]) == 1
     rows = [e for e in history.search(limit=10) if e.idempotency_key == job.idempotency_key]
     assert {e.status for e in rows} == {"rejected", "completed"}  # one key, one charge
+
+
+def test_a_refusal_after_an_unanswered_try_keeps_the_row_resumable(tmp_path: Path) -> None:
+    # A create whose first try got no answer (it may have made the task) and whose retry was
+    # then refused (429) is not "rejected": it is counted and `fluxclaw resume` finishes it.
+    # The sandbox cannot time a lost answer before a 429, so a fake transport plays it.
+    import httpx
+
+    from fluxclaw import Client, RateLimitError, RetryPolicy
+
+    creates: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method != "POST":
+            return httpx.Response(404, json={"error": "no prices here"})
+        creates.append(request)
+        if len(creates) == 1:
+            raise httpx.ReadTimeout("the answer was lost", request=request)
+        body = {"error": {"code": "rate_limited", "message": "slow down"}}
+        return httpx.Response(429, json=body, headers={"Retry-After": "0"})
+
+    history = History(tmp_path / "ledger.sqlite")
+    quick = RetryPolicy(max_attempts=2, backoff_base=0.01)
+    transport = httpx.MockTransport(answer)
+    with Client(
+        api_key="sk-x", base_url="http://127.0.0.1:9", transport=transport, retry=quick
+    ) as c:
+        job = jobs.Job.generate("a lost answer", output=str(tmp_path))
+        with pytest.raises(RateLimitError) as caught:
+            jobs.run(c, job, history=history)
+    assert len(creates) == 2
+    assert {r.headers["Idempotency-Key"] for r in creates} == {job.idempotency_key}
+    [row] = history.search(limit=5)
+    assert row.status == "unanswered" and row.unfinished
+    assert job.idempotency_key in str(caught.value)  # the hint: resume by this key

@@ -13,19 +13,25 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from fluxclaw import contract
+from fluxclaw._bookkeeping import job_record
 from fluxclaw.batch.rows import Row
 from fluxclaw.history import Entry, History
+from fluxclaw.job_types import Job
+from fluxclaw.saving import Target
 
 JOURNAL = Path(".fluxclaw") / "journal.sqlite"
 OLD_HISTORY = Path(".fluxclaw") / "tasks.sqlite"
 _STATES = {"done": "completed", "failed": "failed", "submitted": "unanswered", "error": "error"}
 
 
-def adopt_journal(out: Path, history: History, rows: Sequence[tuple[Row, str]]) -> None:
+def adopt_journal(out: Path, history: History, rows: Sequence[tuple[Row, Job]]) -> None:
+    """Claim in the ledger each old journal row that a planned row (its fingerprint row, and
+    its job with identity, name and options) matches."""
     path = out / JOURNAL
     if not path.is_file():
         return
@@ -38,14 +44,14 @@ def adopt_journal(out: Path, history: History, rows: Sequence[tuple[Row, str]]) 
         by_print.setdefault(record["fingerprint"], []).append(record)
     own = History(out / OLD_HISTORY) if (out / OLD_HISTORY).is_file() else None
     try:
-        for row, identity in rows:
+        for row, job in rows:
             matches = by_print.get(row.fingerprint())
             if not matches:
                 continue
             record = matches.pop(0)
-            if identity in claimed or not record["idempotency_key"]:
+            if job.identity in claimed or not record["idempotency_key"]:
                 continue
-            _claim(history, own, out, row, identity, record)
+            _claim(history, own, out, job, record)
     finally:
         if own is not None:
             own.close()
@@ -56,7 +62,8 @@ def _journal_rows(path: Path) -> list[dict[str, Any]]:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             db.row_factory = sqlite3.Row
             found = db.execute(
-                "SELECT line, fingerprint, idempotency_key, state, task_id, cost, path FROM rows"
+                "SELECT line, fingerprint, idempotency_key, state, task_id, cost, path,"
+                " updated_at FROM rows"
                 " WHERE state NOT IN ('invalid', 'pending', 'over_budget') ORDER BY line"
             ).fetchall()
     except sqlite3.Error:
@@ -65,49 +72,43 @@ def _journal_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _claim(
-    history: History,
-    own: History | None,
-    out: Path,
-    row: Row,
-    identity: str,
-    record: dict[str, Any],
+    history: History, own: History | None, out: Path, job: Job, record: dict[str, Any]
 ) -> None:
     key = record["idempotency_key"]
     batch = str(out)
+    assert job.identity is not None
     found = history.find(key)
-    if found is not None and found.batch is None:
-        history.tag(found.id, batch=batch, identity=identity)
-        return
+    if found is not None:
+        if found.batch is None:  # a CLI batch's row, already in the user's history
+            history.tag(found.id, batch=batch, identity=job.identity)
+        return  # else claimed already (under another identity): one key, one row
     source = own.find(key) if own is not None else None
-    if source is not None:
-        _copy(history, source, batch, identity)
+    if source is not None:  # a library batch's row, in the batch's own old history
+        _copy(history, source, batch, job.identity)
         return
     state = _STATES.get(record["state"], "unanswered")
     if state == "unanswered" and record["task_id"]:
         state = "interrupted"
     if state == "completed" and not (record["path"] and Path(record["path"]).is_file()):
         state = "unsaved"
-    action: contract.Action = "remix_image" if row.images else "text_to_image"
-    try:
-        model = contract.resolve_model(row.model or contract.DEFAULT_FAMILY, action).id
-    except ValueError:
-        model = row.model or contract.DEFAULT_FAMILY
+    # Made from the planned job, so a resend asks for exactly what the row asks for.
+    target = Target(out)
     entry = Entry(
         id=0,
         task_id=record["task_id"],
-        action=action,
-        model=model,
-        prompt=row.prompt,
+        action=job.action,
+        model=contract.resolve_model(job.model, job.action).id,
+        prompt=job.prompt,
         status=state,
-        created_at=0.0,
-        updated_at=0.0,
-        params={},
+        created_at=float(record["updated_at"] or 0.0),
+        updated_at=float(record["updated_at"] or 0.0),
+        params=job.params(),
         cost=record["cost"],
         paths=[record["path"]] if record["path"] else [],
         idempotency_key=key,
-        job={"target": {"folder": str(out)}},
+        job=job_record(replace(job, idempotency_key=key), target),
     )
-    _copy(history, entry, batch, identity)
+    _copy(history, entry, batch, job.identity)
 
 
 def _copy(history: History, entry: Entry, batch: str, identity: str) -> None:
@@ -122,6 +123,7 @@ def _copy(history: History, entry: Entry, batch: str, identity: str) -> None:
         task_id=entry.task_id,
         batch=batch,
         identity=identity,
+        created_at=entry.created_at or None,  # an old charge stays on its own day
     )
     history.update(
         row,

@@ -134,7 +134,7 @@ def plan_batch(
     prompts: Counter[str] = Counter()
     names: dict[str, int] = {}
     bad = list(bad_rows)
-    drafted: list[tuple[Row, str, str, jobs.Job]] = []
+    drafted: list[tuple[Row, str, jobs.Job]] = []
     for raw in rows:
         row = _with_defaults(raw, defaults, base)
         try:
@@ -160,27 +160,33 @@ def plan_batch(
             )
             continue
         names[final] = row.line
-        identity = f"{slot}#{digest}.{occurrence}"
-        drafted.append((row, identity, stem, replace(job, stem=stem, identity=identity)))
+        identity = f"{digest}.{occurrence}"
+        drafted.append((row, identity, replace(job, stem=stem, identity=identity, slot=slot)))
 
     # Older journals fingerprinted rows with the default format merged in.
-    merged = [(replace(r, format=r.format or defaults.format), i) for r, i, _, _ in drafted]
-    legacy.adopt_journal(out, history, merged)
+    legacy.adopt_journal(
+        out, history, [(replace(r, format=r.format or defaults.format), j) for r, _, j in drafted]
+    )
     ledger: dict[str, list[Entry]] = {}
     for found in history.in_batch(batch):
         ledger.setdefault(found.identity or "", []).append(found)
-    wanted = {identity for _, identity, _, _ in drafted}
+    wanted = {identity for _, identity, _ in drafted}
+    # Where an image was paid for that the file no longer asks for: a row there now is a change.
     paid_slots = {
-        identity.split("#")[0]
+        entry.job.get("slot")
         for identity, entries in ledger.items()
-        if identity not in wanted and any(e.status == "completed" for e in entries)
+        if identity not in wanted
+        for entry in entries
+        if entry.status == "completed"
     }
     planned: list[Planned] = []
-    for row, identity, _, job in drafted:
+    for row, identity, job in drafted:
         entries = ledger.get(identity, [])
         latest: Entry | None = entries[-1] if entries else None
+        if latest is None:  # the folder moved, or the ledger was lost: the files still tell
+            latest = _on_disk(history, batch, job)
         failures = sum(e.status == "failed" for e in entries)
-        kind, entry = _kind(latest, identity.split("#")[0] in paid_slots)
+        kind, entry = _kind(latest, job.slot in paid_slots or _taken(job))
         if kind == "failed" and retry_failed:
             entry = None  # a new create with a new key: the old key would replay the failure
         if entry is not None and entry.idempotency_key:
@@ -197,6 +203,70 @@ def plan_batch(
         planned.append(Planned(row, job, kind, entry, estimate))
     bad.sort(key=lambda item: item.line)
     return Plan(batch, planned, bad, retry_failed)
+
+
+def _saved_as(job: jobs.Job) -> Path:
+    assert job.output is not None and job.stem is not None
+    return Path(job.output) / (job.stem + SUFFIX[job.format or "png"])
+
+
+def _sidecar(job: jobs.Job) -> dict[str, Any] | None:
+    """What fluxclaw wrote beside the file this row would be saved as, if anything."""
+    try:
+        data = json.loads(_saved_as(job).with_name(_saved_as(job).name + ".json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("task_id"), str) else None
+
+
+def _taken(job: jobs.Job) -> bool:
+    """A paid image of another request lies where this row would be saved."""
+    return _sidecar(job) is not None
+
+
+def _on_disk(history: History, batch: str, job: jobs.Job) -> Entry | None:
+    """A row's image already saved in the folder (its sidecar says the same request): its
+    ledger row, moved to this batch (the folder was moved or renamed), or made anew (the
+    ledger was lost), so the row counts as done instead of being paid for again."""
+    found = _sidecar(job)
+    if found is None:
+        return None
+    model = contract.resolve_model(job.model, job.action).id
+    same = (
+        found.get("prompt") == job.prompt
+        and found.get("model") == model
+        and found.get("action") == job.action
+        and found.get("aspect_ratio") == (job.aspect_ratio or contract.DEFAULT_ASPECT_RATIO)
+        and found.get("resolution") == (job.resolution or contract.DEFAULT_RESOLUTION)
+    )
+    if not same:
+        return None
+    path = str(_saved_as(job))
+    assert job.identity is not None
+    entry = history.find(str(found["task_id"]))
+    if entry is None:
+        row = history.start(
+            action=job.action,
+            model=model,
+            prompt=job.prompt,
+            params=job.params(),
+            idempotency_key=None,
+            base_url=None,
+            task_id=str(found["task_id"]),
+            batch=batch,
+            identity=job.identity,
+        )
+        cost = found.get("cost_usd")
+        history.update(
+            row,
+            status="completed",
+            cost=float(cost) if isinstance(cost, int | float) else None,
+            paths=[path],
+        )
+    else:
+        history.tag(entry.id, batch=batch, identity=job.identity)
+        history.update(entry.id, status="completed", paths=[path])
+    return history.find(str(found["task_id"]))
 
 
 def _kind(latest: Entry | None, slot_paid: bool) -> tuple[str, Entry | None]:

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from fluxclaw.cli.common import handle_errors
+
 
 @click.command()
 @click.option("--api-key", metavar="KEY", help="Store this RunAPI key (`-` reads it from stdin).")
@@ -18,6 +20,7 @@ import click
     help="Refuse, in every door, any create that would take today's spend past USD (0 removes).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the stored settings as JSON.")
+@handle_errors
 def command(
     api_key: str | None, base_url: str | None, daily_budget: float | None, as_json: bool
 ) -> None:
