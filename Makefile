@@ -33,7 +33,15 @@ $(CHROMIUM):
 # tests stay on one worker (module fixtures such as the hostile server start once).
 WORKERS ?= 4
 
-test: $(STAMP) $(OPENCLAW) $(CHROMIUM)
+# Wheels of fluxclaw and its dependencies, for the test that installs it the way a user does
+# (offline, --no-index): built here, in the suite's setup, never downloaded by a test.
+WHEELS := .wheels
+$(WHEELS)/.built: pyproject.toml $(shell find src openclaw/plugin openclaw/skills -type f -not -path '*/__pycache__/*') | $(BIN)/python
+	rm -rf $(WHEELS)
+	$(BIN)/python -m pip wheel --quiet -w $(WHEELS) .
+	touch $@
+
+test: $(STAMP) $(OPENCLAW) $(CHROMIUM) $(WHEELS)/.built
 	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
 
 lint: $(STAMP)
@@ -51,4 +59,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/cold_cli.py --write
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) out $(WHEELS)

@@ -1,8 +1,9 @@
-"""uvicorn in a background thread, for the sandbox and the callback server.
+"""Serving an app from a background thread, for the sandbox and the callback server: the bound
+socket (the port is known before the server starts; port 0 works), a runner that returns from
+`start` only once connections are accepted, and a quick stop with no thread left behind.
 
-uvicorn is driven directly (not through `uvicorn.run`) so that the port is known before the
-server starts (port 0 works), start returns only once connections are accepted, stop takes
-milliseconds rather than uvicorn's fixed 0.1 s ticks, and no thread is left behind.
+Only the standard library and aiohttp (a dependency of the client) are used here: the callback
+receiver runs on aiohttp's own server; the sandbox brings uvicorn (`sandbox/serving.py`).
 """
 
 from __future__ import annotations
@@ -11,63 +12,20 @@ import asyncio
 import contextlib
 import socket
 import threading
-import time
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Final, Self
-
-import uvicorn
+from typing import Any, Final, Protocol, Self
 
 GRACE_SECONDS: Final = 1
 
 
-class _Server(uvicorn.Server):
-    """uvicorn.Server that wakes at once when asked to stop and drains connections quickly."""
+class Runner(Protocol):
+    def start(self, timeout: float, what: str) -> None: ...
 
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
+    def stop(self) -> None: ...
 
-    async def main_loop(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        counter = 0
-        should_exit = await self.on_tick(counter)
-        while not should_exit:
-            counter = (counter + 1) % 864000
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 0.1)
-            should_exit = await self.on_tick(counter)
-
-    def request_exit(self) -> None:
-        """Thread-safe."""
-        self.should_exit = True
-        loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None:
-            with contextlib.suppress(RuntimeError):  # the loop may have closed already
-                loop.call_soon_threadsafe(wake.set)
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for server in self.servers:
-            server.close()
-        for sock in sockets or []:
-            sock.close()
-        for connection in list(self.server_state.connections):
-            connection.shutdown()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.config.timeout_graceful_shutdown or GRACE_SECONDS)
-        state = self.server_state
-        while (state.connections or state.tasks) and loop.time() < deadline:
-            await asyncio.sleep(0.005)
-        for task in list(state.tasks):
-            task.cancel()
-        for connection in list(state.connections):
-            transport = getattr(connection, "transport", None)
-            if transport is not None:
-                transport.abort()
-        for server in self.servers:
-            await server.wait_closed()
-        await self.lifespan.shutdown()
+    @property
+    def alive(self) -> bool: ...
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -89,42 +47,68 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class BackgroundServer:
-    """One uvicorn server on a bound socket, in a daemon thread of its own."""
+class AiohttpThread:
+    """An aiohttp application on a bound socket, served by its own event loop in a daemon
+    thread. `start` returns once connections are accepted."""
 
-    def __init__(self, config: uvicorn.Config, sock: socket.socket, name: str) -> None:
-        self._server = _Server(config)
+    def __init__(
+        self, make_app: Callable[[], Awaitable[Any]], sock: socket.socket, name: str
+    ) -> None:
+        self._make_app = make_app
         self._sock = sock
+        self._ready = threading.Event()
         self._failure: list[BaseException] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._done: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def _run(self) -> None:
         try:
-            self._server.run(sockets=[self._sock])
+            asyncio.run(self._serve())
         except BaseException as error:  # reported by start()
             self._failure.append(error)
+        finally:
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        from aiohttp import web
+
+        self._loop = asyncio.get_running_loop()
+        self._done = asyncio.Event()
+        runner = web.AppRunner(
+            await self._make_app(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=GRACE_SECONDS,
+        )
+        await runner.setup()
+        try:
+            await web.SockSite(runner, self._sock).start()
+            self._ready.set()
+            await self._done.wait()
+        finally:
+            await runner.cleanup()
 
     def start(self, timeout: float, what: str) -> None:
         """Returns once connections are accepted; raises RuntimeError naming `what` if not."""
         self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self._server.request_exit()
-                self._thread.join(2)
-                self._sock.close()
-                reason = f": {self._failure[0]}" if self._failure else ""
-                raise RuntimeError(f"{what} did not start{reason}")
-            time.sleep(0.002)
+        if not self._ready.wait(timeout) or self._failure or not self._thread.is_alive():
+            self.stop()
+            self._sock.close()
+            reason = f": {self._failure[0]}" if self._failure else ""
+            raise RuntimeError(f"{what} did not start{reason}")
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
 
     def stop(self) -> None:
-        self._server.request_exit()
-        grace = self._server.config.timeout_graceful_shutdown or GRACE_SECONDS
-        self._thread.join(grace + 10)
+        loop, done = self._loop, self._done
+        if loop is not None and done is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed already
+                loop.call_soon_threadsafe(done.set)
+        if self._thread.is_alive():
+            self._thread.join(GRACE_SECONDS + 10)
 
 
 class Served:
@@ -133,19 +117,22 @@ class Served:
 
     host: str
     port: int
-    _runner: BackgroundServer | None = None
+    _runner: Runner | None = None
 
     @property
     def base_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def _serve(self, config: uvicorn.Config, name: str, timeout: float) -> str:
-        """Bind (port 0 picks one), serve `config`'s app, and return the base URL."""
+    def _serve(
+        self, runner_for: Callable[[socket.socket, str], Runner], name: str, timeout: float
+    ) -> str:
+        """Bind (port 0 picks one), start the runner `runner_for(sock, thread_name)` makes,
+        and return the base URL."""
         if self._runner is None:
             sock = bind(self.host, self.port)
             self.port = sock.getsockname()[1]
-            runner = BackgroundServer(config, sock, name=f"fluxclaw-{name}-{self.port}")
+            runner = runner_for(sock, f"fluxclaw-{name}-{self.port}")
             runner.start(timeout, f"the {name}")
             self._runner = runner
         return self.base_url

@@ -5,8 +5,11 @@ whoever waits for that task id, and the result is confirmed with an authenticate
 `wait(..., receiver=...)`, or by the `confirm` function given here). Deliveries may repeat, so
 every handler is idempotent, and the URL carries a secret token: a request without it gets 404.
 
-    with CallbackServer() as server:            # uvicorn on 127.0.0.1, in a background thread
+    with CallbackServer() as server:            # on 127.0.0.1, in a background thread
         result = client.generate("a red fox", receiver=server)
+
+The server is aiohttp's own (already a dependency of the client), so a plain install receives
+callbacks; `CallbackReceiver` is also a plain ASGI app, to mount in a server of your own.
 """
 
 from __future__ import annotations
@@ -23,19 +26,11 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-import uvicorn
-from starlette.applications import Starlette
-from starlette.background import BackgroundTask
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
-
 from fluxclaw import contract
-from fluxclaw._serving import GRACE_SECONDS, Served
+from fluxclaw._serving import AiohttpThread, Served
 
 if TYPE_CHECKING:
-    pass
+    from aiohttp import web
 
 log = logging.getLogger("fluxclaw.callbacks")
 MAX_BODY = 256 * 1024
@@ -68,7 +63,7 @@ class CallbackReceiver:
         self._cond = threading.Condition()
         # Async waiters, each on its own loop: a callback resolves them without any thread.
         self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[bool]]]] = {}
-        self.app = Starlette(routes=[Route("/callbacks/{token}", self._handle, methods=["POST"])])
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def path(self) -> str:
@@ -82,8 +77,51 @@ class CallbackReceiver:
     def __repr__(self) -> str:  # the token is a secret too
         return f"CallbackReceiver(public_url={self.public_url!r}, hints={len(self._ended)})"
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """The ASGI app: POST /callbacks/<token>, whatever server runs it."""
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                while (await receive())["type"] != "lifespan.shutdown":
+                    await send({"type": "lifespan.startup.complete"})
+                await send({"type": "lifespan.shutdown.complete"})
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+        async def chunks() -> Any:
+            while True:
+                message = await receive()
+                yield message.get("body", b"")
+                if not message.get("more_body"):
+                    return
+
+        status, payload = await self._accept(
+            scope["method"], scope["path"], headers.get("content-length", ""), chunks()
+        )
+        body = b"" if payload is None else json.dumps(payload).encode()
+        kind = [(b"content-type", b"application/json")] if payload is not None else []
+        await send({"type": "http.response.start", "status": status, "headers": kind})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _aiohttp(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
+        status, payload = await self._accept(
+            request.method,
+            request.path,
+            request.headers.get("content-length", ""),
+            request.content.iter_chunked(64 * 1024),
+        )
+        if payload is None:
+            return web.Response(status=status)
+        return web.json_response(payload, status=status)
+
+    async def aiohttp_app(self) -> web.Application:
+        """This receiver as an aiohttp application (what `CallbackServer` serves)."""
+        from aiohttp import web
+
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_route("*", "/{tail:.*}", self._aiohttp)
+        return app
 
     def hinted(self, task_id: str) -> bool:
         with self._cond:
@@ -125,24 +163,29 @@ class CallbackReceiver:
                 if not waiting:
                     self._waiters.pop(task_id, None)
 
-    async def _handle(self, request: Request) -> Response:
-        if not secrets.compare_digest(request.path_params["token"].encode(), self.token.encode()):
+    async def _accept(
+        self, method: str, path: str, declared: str, chunks: Any
+    ) -> tuple[int, dict[str, Any] | None]:
+        """One delivery, from any server: (status, JSON answer or None for an empty body)."""
+        token = path.removeprefix("/callbacks/") if path.startswith("/callbacks/") else None
+        if token is None or not secrets.compare_digest(token.encode(), self.token.encode()):
             self.rejected += 1
-            return Response(status_code=404)
-        declared = request.headers.get("content-length", "")
+            return 404, None
+        if method != "POST":
+            return 405, None
         if declared.isdigit() and int(declared) > MAX_BODY:
-            return JSONResponse({"error": "callback body too large"}, status_code=413)
+            return 413, {"error": "callback body too large"}
         body = bytearray()
-        async for chunk in request.stream():  # read no further than MAX_BODY, whatever it says
+        async for chunk in chunks:  # read no further than MAX_BODY, whatever it says
             body += chunk
             if len(body) > MAX_BODY:
-                return JSONResponse({"error": "callback body too large"}, status_code=413)
+                return 413, {"error": "callback body too large"}
         try:
             data = json.loads(body)
             task_id = str(uuid.UUID(str(data["id"])))
             status = str(data["status"])
         except (ValueError, KeyError, TypeError):
-            return JSONResponse({"error": "not a task callback"}, status_code=400)
+            return 400, {"error": "not a task callback"}
         with self._cond:
             self.deliveries += 1
             repeated = task_id in self._ended
@@ -157,8 +200,11 @@ class CallbackReceiver:
                 for loop, future in self._waiters.pop(task_id, []):
                     loop.call_soon_threadsafe(_resolve, future)
         log.debug("callback for task %s (%s)%s", task_id, status, " again" if repeated else "")
-        task = BackgroundTask(self._confirm, task_id) if start_confirm else None
-        return JSONResponse({"ok": True, "repeated": repeated}, background=task)
+        if start_confirm:  # after answering: RunAPI's delivery does not wait on our GET
+            confirming = asyncio.get_running_loop().create_task(self._confirm(task_id))
+            self._background.add(confirming)
+            confirming.add_done_callback(self._background.discard)
+        return 200, {"ok": True, "repeated": repeated}
 
     async def _confirm(self, task_id: str) -> None:
         assert self.confirm is not None
@@ -182,7 +228,7 @@ class CallbackReceiver:
 
 
 class CallbackServer(Served):
-    """Serves a `CallbackReceiver` with uvicorn on a background thread (127.0.0.1 by default).
+    """Serves a `CallbackReceiver` with aiohttp on a background thread (127.0.0.1 by default).
 
     `callback_url` is the local URL unless `public_url` says how the outside reaches it.
     """
@@ -211,14 +257,10 @@ class CallbackServer(Served):
         return await self.receiver.await_for(task_id, timeout)
 
     def start(self) -> str:
-        config = uvicorn.Config(
-            self.receiver,
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-            timeout_graceful_shutdown=GRACE_SECONDS,
-        )
-        self._serve(config, "callback server", 10)
+        def runner(sock: Any, name: str) -> AiohttpThread:
+            return AiohttpThread(self.receiver.aiohttp_app, sock, name)
+
+        self._serve(runner, "callback server", 10)
         self.receiver.public_url = (self._public or self.base_url).rstrip("/")
         return self.base_url
 

@@ -215,12 +215,10 @@ def _approve(found: BatchPlan, plan: Plan) -> None:
 async def _run(
     key: str, url: str, poll: PollPolicy, rows: list[Row], bad: list[BadRow], plan: Plan
 ) -> BatchResult | None:
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from fluxclaw import jobs
     from fluxclaw.batch import plan_batch, run_batch
     from fluxclaw.callbacks import CallbackServer
+    from fluxclaw.cli.progress import Progress
     from fluxclaw.client import AsyncClient
     from fluxclaw.history import History
     from fluxclaw.polling import PollPolicy
@@ -242,13 +240,6 @@ async def _run(
     _approve(found, plan)
     if plan.dry_run:
         return None
-    console = Console(stderr=True)
-    columns = (
-        TextColumn("[bold]batch"),
-        BarColumn(),
-        TextColumn("{task.fields[line]}"),
-        TimeElapsedColumn(),
-    )
     server = None
     if plan.callback_url:
         port = urllib.parse.urlsplit(plan.callback_url).port or 0
@@ -260,19 +251,19 @@ async def _run(
         poll = dataclasses.replace(poll, price=PollPolicy.preset("eager").price)
     try:
         async with AsyncClient(api_key=key, base_url=url, poll=poll) as client:
-            with Progress(*columns, console=console, transient=False) as bar:
-                task = bar.add_task("batch", total=len(rows), line="")
+            bar = Progress(every=2.0)
+            bar.begin("batch")
 
-                def show(p: BatchProgress) -> None:
-                    eta = p.eta(plan.concurrency)
-                    left = "" if eta is None else f", ~{eta:.0f}s left"
-                    line = (
-                        f"{p.done} done, {p.failed} failed, {p.in_flight} in flight, "
-                        f"${p.spent_usd:.2f} spent{left}"
-                    )
-                    finished = p.done + p.failed + p.skipped
-                    bar.update(task, completed=finished, total=p.total, line=line)
+            def show(p: BatchProgress) -> None:
+                eta = p.eta(plan.concurrency)
+                left = "" if eta is None else f", ~{eta:.0f}s left"
+                finished = p.done + p.failed + p.skipped
+                bar.status(
+                    f"{finished}/{p.total}: {p.done} done, {p.failed} failed, "
+                    f"{p.in_flight} in flight, ${p.spent_usd:.2f} spent{left}"
+                )
 
+            try:
                 return await run_batch(
                     client,
                     rows,
@@ -291,6 +282,8 @@ async def _run(
                     timeout=plan.timeout,
                     on_progress=show,
                 )
+            finally:
+                bar.end()
     finally:
         if server is not None:
             server.stop()

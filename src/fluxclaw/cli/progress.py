@@ -14,9 +14,16 @@ FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
 class Progress:
-    def __init__(self, stream: TextIO | None = None, *, quiet: bool = False) -> None:
+    """`every`: the fewest seconds between two status lines when not on a terminal (a batch
+    of thousands of rows changes status too often to print each change)."""
+
+    def __init__(
+        self, stream: TextIO | None = None, *, quiet: bool = False, every: float = 0.0
+    ) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
+        self.every = every
+        self._printed = float("-inf")
         self.live = not quiet and self.stream.isatty()
         self._started = time.monotonic()
         self._label = ""
@@ -47,7 +54,8 @@ class Progress:
         if status == self._status:
             return
         self._status = status
-        if not self.live:
+        if not self.live and time.monotonic() - self._printed >= self.every:
+            self._printed = time.monotonic()
             self.note(f"{self._label}: {status} ({self.elapsed():.1f}s)")
 
     def elapsed(self) -> float:

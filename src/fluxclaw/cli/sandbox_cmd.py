@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import click
 
+from fluxclaw import contract
+from fluxclaw.cli.common import fail
+
 
 @click.command(
     "sandbox",
@@ -82,6 +85,10 @@ def command(
 
     Prints its base URL as the first line on stdout; Ctrl-C or SIGTERM stops it.
     """
+    from fluxclaw import sandbox
+
+    if not sandbox.available():
+        fail(sandbox.missing("fluxclaw sandbox"), contract.EXIT_OTHER)
     from fluxclaw.sandbox.faults import FaultSpecError
     from fluxclaw.sandbox.server import SandboxServer
     from fluxclaw.sandbox.state import MAX_PRICE_CENTS

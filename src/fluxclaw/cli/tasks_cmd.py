@@ -56,6 +56,10 @@ def endpoint(
     from fluxclaw.polling import PollPolicy
 
     if sandbox:
+        from fluxclaw import sandbox as local
+
+        if not local.available():
+            fail(local.missing("--sandbox"), contract.EXIT_OTHER)
         from fluxclaw.sandbox.server import SandboxServer
 
         speed = _positive_env(SANDBOX_SPEED_ENV, 3.0)

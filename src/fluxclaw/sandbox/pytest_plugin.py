@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 import pytest
 
-from fluxclaw.sandbox.server import SandboxServer
+from fluxclaw import sandbox
+
+if TYPE_CHECKING:
+    from fluxclaw.sandbox.server import SandboxServer
 
 TEST_API_KEY: Final = "sk-sandbox-test"
 FAST: Final = 100.0
@@ -93,6 +96,12 @@ SandboxFactory = Callable[..., SandboxHandle]
 
 
 def _start(options: dict[str, Any]) -> SandboxHandle:
+    # The plugin loads in every pytest session of a project that installs fluxclaw; only a
+    # test that asks for a sandbox needs the server libraries, and is told how to get them.
+    if not sandbox.available():
+        pytest.fail(sandbox.missing("the fluxclaw_sandbox fixture"), pytrace=False)
+    from fluxclaw.sandbox.server import SandboxServer
+
     options.setdefault("speed", FAST)
     options.setdefault("seed", 0)
     api_key = options.setdefault("api_key", TEST_API_KEY)

@@ -1,7 +1,8 @@
 """Runs the sandbox in a background thread (tests, `--sandbox` modes) or the foreground (CLI).
 
-The thread, the bound socket and the quick stop are `fluxclaw._serving`'s; this adds the app, the
-protocol that lets a fault drop the connection, and the signal handling of `fluxclaw sandbox`.
+The bound socket is `fluxclaw._serving`'s and the uvicorn thread `sandbox.serving`'s; this adds
+the app, the protocol that lets a fault drop the connection, and the signal handling of
+`fluxclaw sandbox`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from fluxclaw._serving import GRACE_SECONDS, Served
 from fluxclaw.sandbox import faults as faults_mod
 from fluxclaw.sandbox.app import ABORT_EXTENSION, create_app
+from fluxclaw.sandbox.serving import UvicornThread
 from fluxclaw.sandbox.state import MAX_PRICE_CENTS, SandboxConfig, SandboxState
 
 START_TIMEOUT: Final = 15.0
@@ -90,7 +92,9 @@ class SandboxServer(Served):
             timeout_graceful_shutdown=GRACE_SECONDS,
             timeout_keep_alive=30,
         )
-        return self._serve(config, "sandbox", START_TIMEOUT)
+        return self._serve(
+            lambda sock, name: UvicornThread(config, sock, name), "sandbox", START_TIMEOUT
+        )
 
     def serve_forever(self) -> None:
         """Print the base URL as the first stdout line once serving; stop on SIGINT or SIGTERM."""
