@@ -26,6 +26,8 @@ const MAX_INPUT_IMAGES = { "flux-2-pro": 8, "flux-2-flex": 8, "flux-2-max": 1 };
 const MAX_COUNT = { "flux-2-pro": 4, "flux-2-flex": 4, "flux-2-max": 1 };
 const DEFAULT_BASE_URL = "https://runapi.ai";
 const DEFAULT_TIMEOUT_MS = 300_000;
+// fluxclaw's exit codes that the plugin reads (the contract's; tests/contract checks them).
+const EXIT_CODES = { "timeout": 5 };
 const GRACE_MS = 5_000; // after fluxclaw's own --timeout, before the child is stopped
 const INSTALL = "pip install fluxclaw (or pipx install fluxclaw)";
 
@@ -133,7 +135,7 @@ function runFluxclaw(command, args, env, timeoutMs) {
       }
       const taskId = answer.task_id;
       const reason = answer.error || stderr.trim().split("\n").pop() || `fluxclaw exited with ${code}`;
-      if (killed || answer.exit_code === 5) {
+      if (killed || answer.exit_code === EXIT_CODES.timeout) {
         const resume = taskId ? `; task ${taskId} keeps running: finish it with \`fluxclaw resume ${taskId}\` (no new charge)` : "";
         reject(new RunapiError(`runapi: timed out after ${Math.round(timeoutMs / 1000)}s${resume}`));
         return;

@@ -142,7 +142,7 @@ class Core:
         try:
             chosen = contract.resolve_model(str(model), action)
         except ValueError as exc:
-            raise errors.ValidationError(str(exc), errors={"model": [str(exc)]}) from None
+            raise errors.ValidationError(str(exc), errors={"model": [str(exc)]}) from exc
         body: dict[str, Any] = {"model": chosen.id, "prompt": prompt}
         wanted = {
             "aspect_ratio": options.get("aspect_ratio", contract.DEFAULT_ASPECT_RATIO),
@@ -239,8 +239,7 @@ class Core:
 
     def create_failed(self, error: errors.FluxclawError, key: str) -> errors.FluxclawError:
         """A create that got no answer may still have made a task: the key gets it back."""
-        unclear = errors.NetworkError | errors.RequestTimeoutError | errors.ServerError
-        if isinstance(error, unclear) or error.maybe_sent:
+        if error.unclear or error.maybe_sent:
             error.hint = (
                 f"The task may exist: retry with idempotency_key={key!r} to get it back "
                 "without paying twice."
@@ -266,8 +265,8 @@ class Core:
             try:
                 params["model"] = contract.resolve_model(model, action or "text_to_image").id
             except ValueError as exc:
-                raise errors.ValidationError(str(exc), errors={"model": [str(exc)]}) from None
-        return Call("GET", "/api/v1/price_schedules", params=params, auth=False)
+                raise errors.ValidationError(str(exc), errors={"model": [str(exc)]}) from exc
+        return Call("GET", contract.PRICE_SCHEDULES_PATH, params=params, auth=False)
 
     def estimate(
         self, model: str, resolution: str, count: int, action: contract.Action
@@ -283,7 +282,7 @@ class Core:
 
     def quote_call(self, request: TaskRequest) -> Call:
         body = {"service": contract.SERVICE, "action": request.action, **request.body}
-        return Call("POST", "/api/v1/price_quotes", json=body, auth=False)
+        return Call("POST", contract.PRICE_QUOTES_PATH, json=body, auth=False)
 
     def waiter(
         self,
@@ -438,12 +437,12 @@ def check_task_id(task_id: str) -> str:
     """Task ids are canonical UUIDs; anything else is refused before it reaches a URL."""
     try:
         parsed = uuid.UUID(str(task_id).strip())
-    except ValueError:
+    except ValueError as exc:
         raise errors.ValidationError(
             f"task_id={task_id!r} is not a task id; task ids are UUIDs like "
             "123e4567-e89b-12d3-a456-426614174000.",
             errors={"task_id": ["not a UUID"]},
-        ) from None
+        ) from exc
     return str(parsed)
 
 

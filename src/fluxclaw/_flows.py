@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Generic, TypedDict, TypeVar, cast
+from typing import Any, Generic, NoReturn, TypedDict, TypeVar, cast
 
 from fluxclaw import contract, errors, files, pricing, saving
 from fluxclaw._core import (
@@ -171,13 +171,9 @@ def retrying(
             if delay is None:
                 error.maybe_sent = error.maybe_sent or unclear
                 raise
-            unclear = unclear or isinstance(error, _UNCLEAR)
+            unclear = unclear or error.unclear
             log.info("%s; retrying in %.2fs", error, delay)
         yield Sleep(delay)
-
-
-# Failures after which the server may have acted on the request all the same.
-_UNCLEAR = (errors.NetworkError, errors.RequestTimeoutError, errors.ServerError)
 
 
 def send(core: Core, call: Call, deadline: float | None = None) -> Flow[Reply]:
@@ -251,11 +247,19 @@ def create(
     try:
         reply = yield from send(core, call, deadline)
     except errors.FluxclawError as error:
-        raise core.create_failed(error, key) from None
+        core.create_failed(error, key)  # the hint to resume by the key, when it may exist
+        raise
     task = core.task_from(reply, request, key, started)
     if on_update is not None:
         yield Notify(on_update, core.submitted(task))
     return task
+
+
+def _reraise(found: errors.FluxclawError, caught: errors.FluxclawError) -> NoReturn:
+    """Raise what an error became: itself with its own cause, or a new one caused by it."""
+    if found is caught:
+        raise found
+    raise found from caught
 
 
 def prepare(core: Core, draft: Draft) -> Flow[TaskRequest]:
@@ -299,9 +303,9 @@ def wait(
         except errors.NotFoundError as error:
             if state.not_found(error):
                 continue
-            raise state.annotate(error) from None
+            _reraise(state.annotate(error), error)
         except errors.FluxclawError as error:
-            raise state.annotate(error) from None
+            _reraise(state.annotate(error), error)
         if on_update is not None:
             yield Notify(on_update, status)
         if result is not None:
@@ -327,7 +331,7 @@ def download(
     try:
         data: bytes = yield from retrying(fetch, core.retry, deadline=deadline)
     except errors.FluxclawError as error:
-        raise files.download_failed(url, error, task_id) from None
+        raise files.download_failed(url, error, task_id) from error
     return data
 
 

@@ -46,8 +46,8 @@ from fluxclaw.transport import (
 
 T = TypeVar("T")
 Dest = str | os.PathLike[str] | None
-BALANCE = Call("GET", "/api/v1/me/balance")
-ME = Call("GET", "/api/v1/me")
+BALANCE = Call("GET", contract.BALANCE_PATH)
+ME = Call("GET", contract.ME_PATH)
 
 
 class ClientOptions(TypedDict, total=False):
@@ -184,7 +184,11 @@ class Client(_Base):
             case flows.Listen(hints, task_id, timeout):
                 return hints.wait_for(task_id, timeout)
             case flows.Notify(on_update, status):
-                return on_update(status)
+                try:
+                    return on_update(status)
+                except Exception as exc:
+                    _name_the_task(exc, status)
+                    raise
             case flows.Pause(seconds, hook):
                 return time.sleep(seconds) if hook is None else hook(seconds)
             case flows.Work(func, args, kwargs):
@@ -341,7 +345,11 @@ class AsyncClient(_Base):
             case flows.Listen(hints, task_id, timeout):
                 return await hints.await_for(task_id, timeout)
             case flows.Notify(on_update, status):
-                return await _call(on_update, status)
+                try:
+                    return await _call(on_update, status)
+                except Exception as exc:
+                    _name_the_task(exc, status)
+                    raise
             case flows.Pause(seconds, hook):
                 return await (asyncio.sleep(seconds) if hook is None else _call(hook, seconds))
             case flows.Work(func, args, kwargs):
@@ -415,6 +423,12 @@ class AsyncClient(_Base):
 
     async def me(self) -> dict[str, Any]:
         return await self.run_flow(flows.account(self._core, ME))
+
+
+def _name_the_task(exc: Exception, status: TaskStatus) -> None:
+    """The caller's own `on_update` failed: its error stays as it was, with a note naming the
+    task it was told about (the task exists and may be charged: it can be resumed by that id)."""
+    exc.add_note(f"raised by on_update for task {status.task_id} ({status.status})")
 
 
 async def _call(hook: Callable[[Any], Any], value: Any) -> None:

@@ -143,12 +143,32 @@ EXIT_TASK_FAILED: Final = 7
 EXIT_BUDGET: Final = 8  # fluxclaw's own: a spending cap (daily budget, batch --budget) refused it
 
 
+# Every route of the contract, for the client and the sandbox alike.
+API_PREFIX: Final = "/api/v1"
+FILES_PATH: Final = f"{API_PREFIX}/files"
+FILES_PREPARE_PATH: Final = f"{API_PREFIX}/files/prepare"
+FILES_CONFIRM_PATH: Final = f"{API_PREFIX}/files/confirm"
+PRICE_SCHEDULES_PATH: Final = f"{API_PREFIX}/price_schedules"
+PRICE_QUOTES_PATH: Final = f"{API_PREFIX}/price_quotes"
+ME_PATH: Final = f"{API_PREFIX}/me"
+BALANCE_PATH: Final = f"{API_PREFIX}/me/balance"
+# Routes that need no key.
+OPEN_PATHS: Final = frozenset({PRICE_SCHEDULES_PATH, PRICE_QUOTES_PATH})
+# The product page's routes (model in the body), which the sandbox serves too.
+PAGE_PREFIX: Final = "/v1"
+PAGE_STATUS_PATH: Final = f"{PAGE_PREFIX}/tasks/{{task_id}}"
+
+
+def page_create_path(action: Action) -> str:
+    return f"{PAGE_PREFIX}/{action}"
+
+
 def create_path(action: Action) -> str:
-    return f"/api/v1/{SERVICE}/{action}"
+    return f"{API_PREFIX}/{SERVICE}/{action}"
 
 
 def status_path(action: Action, task_id: str) -> str:
-    return f"/api/v1/{SERVICE}/{action}/{task_id}"
+    return f"{API_PREFIX}/{SERVICE}/{action}/{task_id}"
 
 
 def model_for(family: Family, action: Action) -> Model:

@@ -18,8 +18,15 @@ class FluxclawError(Exception):
     exit_code: ClassVar[int] = contract.EXIT_OTHER
     default_code: ClassVar[str] = "error"
     retry_after: float | None = None  # the server's Retry-After, when it sent one (429, 503)
-    # An earlier try of the same call may have reached the server (no answer, a 5xx): a
-    # create that then ends in a refusal may still have made a task.
+    # What the failure means, decided here once for every door:
+    # retryable: the same call may succeed if tried again (with backoff);
+    # refused: the server answered no, so a create surely made nothing (not charged);
+    # unclear: the server may have acted on the call all the same (no answer, a 5xx).
+    retryable: ClassVar[bool] = False
+    refused: ClassVar[bool] = False
+    unclear: ClassVar[bool] = False
+    # An earlier try of the same call was unclear: a create that then ends in a refusal may
+    # still have made a task (set by the retry loop).
     maybe_sent: bool = False
 
     def __init__(
@@ -59,16 +66,19 @@ class FluxclawError(Exception):
 
 
 class AuthenticationError(FluxclawError):
+    refused = True
     exit_code = contract.EXIT_AUTH
     default_code = "unauthorized"
 
 
 class InsufficientCreditsError(FluxclawError):
+    refused = True
     exit_code = contract.EXIT_CREDITS
     default_code = "insufficient_credits"
 
 
 class ValidationError(FluxclawError):
+    refused = True
     exit_code = contract.EXIT_INVALID
     default_code = "validation_failed"
 
@@ -78,16 +88,21 @@ class ValidationError(FluxclawError):
 
 
 class NotFoundError(FluxclawError):
+    refused = True
     exit_code = contract.EXIT_INVALID
     default_code = "not_found"
 
 
 class ConflictError(FluxclawError):
+    """The idempotency key was used with another body: a task exists for it (not refused)."""
+
     exit_code = contract.EXIT_INVALID
     default_code = "idempotency_conflict"
 
 
 class RateLimitError(FluxclawError):
+    retryable = True
+    refused = True
     exit_code = contract.EXIT_RATE_LIMITED
     default_code = "rate_limited"
 
@@ -97,10 +112,14 @@ class RateLimitError(FluxclawError):
 
 
 class ServerError(FluxclawError):
+    retryable = True
+    unclear = True
     default_code = "server_error"
 
 
 class NetworkError(FluxclawError):
+    retryable = True
+    unclear = True
     default_code = "network_error"
 
 
@@ -109,6 +128,8 @@ class RequestTimeoutError(FluxclawError):
 
     exit_code = contract.EXIT_TIMEOUT
     default_code = "timeout"
+    retryable = True
+    unclear = True
 
 
 class TaskFailedError(FluxclawError):
@@ -127,6 +148,7 @@ class UnknownStatusError(ServerError):
     """The server answered a status outside the contract: an error, never a reason to poll."""
 
     default_code = "unknown_status"
+    retryable = False
 
 
 class BudgetExceededError(FluxclawError):

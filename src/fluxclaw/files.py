@@ -62,7 +62,7 @@ def fetch(
             _check_download(response, url, task_id)
             data = _capped(response, url, max_bytes, task_id).read(response, CHUNK)
     except httpx.TransportError as exc:
-        raise transport_error(exc, "image download", task_id) from None
+        raise transport_error(exc, "image download", task_id) from exc
     return _checked_image(data, url, task_id)
 
 
@@ -74,9 +74,9 @@ async def afetch(
             _check_download(response, url, task_id)
             data = await _capped(response, url, max_bytes, task_id).aread(response, CHUNK)
     except httpx.TransportError as exc:
-        raise transport_error(exc, "image download", task_id) from None
-    except TimeoutError:
-        raise _late("image download", task_id) from None
+        raise transport_error(exc, "image download", task_id) from exc
+    except TimeoutError as exc:
+        raise _late("image download", task_id) from exc
     return _checked_image(data, url, task_id)
 
 
@@ -184,11 +184,11 @@ def read_source(source: str | os.PathLike[str] | bytes, index: int) -> tuple[byt
 def prepare_call(data: bytes, filename: str) -> Call:
     checksum = base64.b64encode(hashlib.md5(data).digest()).decode()
     body = {"filename": filename, "byte_size": len(data), "checksum": checksum}
-    return Call("POST", "/api/v1/files/prepare", json=body)
+    return Call("POST", contract.FILES_PREPARE_PATH, json=body)
 
 
 def confirm_call(signed_id: str) -> Call:
-    return Call("POST", "/api/v1/files/confirm", json={"signed_id": signed_id})
+    return Call("POST", contract.FILES_CONFIRM_PATH, json={"signed_id": signed_id})
 
 
 def upload_target(answer: Any) -> tuple[str, str, dict[str, str]]:
@@ -229,7 +229,7 @@ def put(
         ):
             _check_put(response)  # the body is never read: an upload host's page says little
     except httpx.TransportError as exc:
-        raise transport_error(exc, "upload PUT", None) from None
+        raise transport_error(exc, "upload PUT", None) from exc
 
 
 async def aput(
@@ -246,9 +246,9 @@ async def aput(
         ):
             _check_put(response)
     except httpx.TransportError as exc:
-        raise transport_error(exc, "upload PUT", None) from None
-    except TimeoutError:
-        raise _late("upload PUT", None) from None
+        raise transport_error(exc, "upload PUT", None) from exc
+    except TimeoutError as exc:
+        raise _late("upload PUT", None) from exc
 
 
 def _check_put(response: httpx.Response) -> None:

@@ -35,20 +35,10 @@ Flow = flows.Flow["JobResult"]
 # Seconds a save gets even when the wait used up the job's timeout.
 SAVE_FLOOR = 3.0
 
-# Errors after which the create surely made nothing (the server refused it), unless an
-# earlier try of it went unanswered; any other failure (a 409 too: the key already has a
-# task) may have made a task, so the row stays resumable by its idempotency key.
-_REFUSED = (
-    errors.ValidationError,
-    errors.AuthenticationError,
-    errors.InsufficientCreditsError,
-    errors.NotFoundError,
-    errors.RateLimitError,
-)
-
 
 def _create_failed(error: errors.FluxclawError, key: str, book: Book) -> errors.FluxclawError:
-    if isinstance(error, _REFUSED) and not error.maybe_sent:
+    # The error class says whether the server refused it; an unclear earlier try overrides.
+    if error.refused and not error.maybe_sent:
         book.update(status="rejected", error=error.message)
         return error
     book.update(status="unanswered", error=error.message)
@@ -74,7 +64,8 @@ def _submitted(
             client.core, request, {"idempotency_key": key}, book.watching(on_update), deadline
         )
     except errors.FluxclawError as error:
-        raise _create_failed(error, key, book) from None
+        _create_failed(error, key, book)  # recorded, and the hint set: the same error goes on
+        raise
     book.update(task_id=task.id, status=task.status)
     return task
 
@@ -198,7 +189,7 @@ def _finish_flow(
             hint=f"Save it with: fluxclaw resume {task_id}",
         )
         book.update(status="unsaved", error=str(failure))
-        raise failure from None
+        raise failure from error
     paths = tuple(item.path.resolve() for item in saved)
     book.update(status="completed", paths=[str(p) for p in paths], error=None, clear_error=True)
     return JobResult(

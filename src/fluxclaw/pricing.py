@@ -118,7 +118,7 @@ def estimate_cost(
     try:
         chosen = contract.resolve_model(model, action)
     except ValueError as exc:
-        raise errors.ValidationError(str(exc), errors={"model": [str(exc)]}) from None
+        raise errors.ValidationError(str(exc), errors={"model": [str(exc)]}) from exc
     allowed = contract.resolutions_for(chosen.family)
     if resolution not in allowed:
         wrong = contract.resolution_violations(chosen, resolution)  # empty for a blank value

@@ -56,15 +56,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 def is_retryable(error: errors.FluxclawError) -> bool:
-    if isinstance(error, errors.UnknownStatusError):
-        return False
-    return isinstance(
-        error,
-        errors.ServerError
-        | errors.NetworkError
-        | errors.RequestTimeoutError
-        | errors.RateLimitError,
-    )
+    """The error's own word (`FluxclawError.retryable`)."""
+    return error.retryable
 
 
 class RetryBudget:

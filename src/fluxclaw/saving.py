@@ -138,7 +138,7 @@ def check_target(
     except OSError as exc:
         raise _bad_output(
             f"cannot write into {existing} ({exc.strerror or exc}); choose another -o."
-        ) from None
+        ) from exc
     target = Target(folder, None if folder_named else path.name, fmt, overwrite)
     if not folder_named and not overwrite:
         # Compared after the suffix the format gives it: `-o x.jpeg` is written as x.jpg.
@@ -276,7 +276,7 @@ def check_image(data: bytes, url: str = "") -> tuple[int, int]:
     except Exception as exc:  # Pillow raises many kinds for a broken or truncated file
         raise errors.DownloadError(
             f"{name} is not a whole, readable image ({type(exc).__name__}: {exc})"
-        ) from None
+        ) from exc
     return width, height
 
 

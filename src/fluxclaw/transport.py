@@ -124,14 +124,14 @@ def read_reply(response: httpx.Response, content: bytes, call: Call) -> Reply:
     elif response.is_success:
         try:
             body = json.loads(content)
-        except ValueError:
+        except ValueError as exc:
             raise errors.ServerError(
                 f"{what} answered {response.status_code} with a body that is not JSON"
                 f"{_html_title(content)}",
                 status=response.status_code,
                 request_id=response.headers.get(contract.H_REQUEST_ID),
                 task_id=call.task_id,
-            ) from None
+            ) from exc
     else:
         raise error_from_response(
             response.status_code, response.headers, content, what=what, task_id=call.task_id
@@ -410,7 +410,7 @@ class Session(_SessionBase):
                 body = CappedBody(response, MAX_ANSWER_BYTES, what=what, task_id=call.task_id)
                 content = body.read(response)
         except httpx.TransportError as exc:
-            raise self._failed(call, exc, started) from None
+            raise self._failed(call, exc, started) from exc
         self._log(call, str(response.status_code), started)
         return read_reply(response, content, call)
 
@@ -467,7 +467,7 @@ class AsyncSession(_SessionBase):
                 body = CappedBody(response, MAX_ANSWER_BYTES, what=what, task_id=call.task_id)
                 content = await body.aread(response)
         except (httpx.TransportError, TimeoutError) as exc:
-            raise self._failed(call, exc, started) from None
+            raise self._failed(call, exc, started) from exc
         self._log(call, str(response.status_code), started)
         return read_reply(response, content, call)
 

@@ -248,3 +248,18 @@ def test_a_refusal_after_an_unanswered_try_keeps_the_row_resumable(tmp_path: Pat
     [row] = history.search(limit=5)
     assert row.status == "unanswered" and row.unfinished
     assert job.idempotency_key in str(caught.value)  # the hint: resume by this key
+
+
+def test_a_bug_in_on_update_names_the_task(fluxclaw_sandbox: Any) -> None:
+    from fluxclaw import Client
+
+    def broken(status: Any) -> None:
+        raise KeyError("a bug in the caller's own code")
+
+    with (
+        Client(api_key=fluxclaw_sandbox.api_key, base_url=fluxclaw_sandbox.base_url) as client,
+        pytest.raises(KeyError) as caught,
+    ):
+        client.generate("a callback with a bug", on_update=broken)
+    [task] = fluxclaw_sandbox.tasks()
+    assert any(task["id"] in note for note in caught.value.__notes__)

@@ -47,6 +47,15 @@ def test_ratios_resolutions_and_sources_match() -> None:
     assert _const("DEFAULT_BASE_URL") == contract.DEFAULT_BASE_URL
 
 
+def test_the_exit_codes_it_reads_are_the_contracts() -> None:
+    codes = _const("EXIT_CODES")
+    assert isinstance(codes, dict) and codes
+    for name, code in codes.items():
+        assert getattr(contract, f"EXIT_{name.upper()}") == code
+    # No exit code written as a bare number anywhere else in the plugin.
+    assert not re.search(r"exit_code\s*===?\s*\d", SOURCE)
+
+
 def test_the_manifest_declares_the_provider_and_its_key() -> None:
     manifest = json.loads((PLUGIN / "openclaw.plugin.json").read_text())
     assert manifest["id"] == "runapi"

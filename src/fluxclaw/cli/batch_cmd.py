@@ -107,7 +107,7 @@ def command(
     import anyio
 
     from fluxclaw.batch import read_rows
-    from fluxclaw.cli.tasks_cmd import endpoint
+    from fluxclaw.cli.common import endpoint
 
     try:
         rows, bad = read_rows(file)

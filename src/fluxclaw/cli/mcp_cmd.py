@@ -48,7 +48,7 @@ def command(
     """Serve fluxclaw as an MCP server over stdio (for OpenClaw, Claude and other MCP clients)."""
     import anyio
 
-    from fluxclaw.cli.tasks_cmd import endpoint
+    from fluxclaw.cli.common import endpoint
 
     try:
         from fluxclaw.mcp_server import serve

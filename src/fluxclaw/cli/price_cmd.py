@@ -61,7 +61,7 @@ def command(model: str | None, resolution: str | None, count: int, as_json: bool
             model or contract.DEFAULT_FAMILY, resolution or contract.DEFAULT_RESOLUTION, count
         )
     except errors.ValidationError as error:
-        raise click.UsageError(str(error)) from None
+        raise click.UsageError(str(error)) from error
     if as_json:
         data = {
             "model": found.family,

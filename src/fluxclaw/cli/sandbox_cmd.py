@@ -107,8 +107,8 @@ def command(
             max_price_cents=MAX_PRICE_CENTS if max_price_cents is None else max_price_cents,
         )
     except FaultSpecError as error:
-        raise click.BadParameter(str(error), param_hint="--faults") from None
+        raise click.BadParameter(str(error), param_hint="--faults") from error
     try:
         server.serve_forever()
     except OSError as error:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror}") from None
+        raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror}") from error

@@ -21,11 +21,11 @@ import click
 from fluxclaw import contract
 from fluxclaw.cli.common import (
     connection_options,
+    endpoint,
     fail,
     handle_errors,
     output_options,
     scrub,
-    setup_debug_logging,
 )
 from fluxclaw.config import AGENT_OUTPUT_DIR
 
@@ -34,63 +34,8 @@ if TYPE_CHECKING:
     from fluxclaw.client import Client
     from fluxclaw.jobs import JobResult
     from fluxclaw.models import TaskStatus
-    from fluxclaw.polling import PollPolicy
 
-SANDBOX_SPEED_ENV = "FLUXCLAW_SANDBOX_SPEED"
-# Scales the poll schedule's expected generation times: 1/X against a sandbox run at --speed X.
-TIME_SCALE_ENV = "FLUXCLAW_TIME_SCALE"
 OPENCLAW_ENV = "OPENCLAW_SHELL"  # OpenClaw sets OPENCLAW_SHELL=exec for commands it runs
-NO_KEY = (
-    "no RunAPI key: set RUNAPI_API_KEY or run `fluxclaw config --api-key KEY`; "
-    "add --sandbox to try everything offline at no cost."
-)
-
-
-@contextmanager
-def endpoint(
-    api_key: str | None, base_url: str | None, *, sandbox: bool, debug: bool
-) -> Iterator[tuple[str, str, PollPolicy]]:
-    """Key, base URL and poll policy for the configured API, or for a sandbox started just for
-    this command (shared by the sync commands and the async MCP server)."""
-    from fluxclaw.config import resolve_settings
-    from fluxclaw.polling import PollPolicy
-
-    if sandbox:
-        from fluxclaw import sandbox as local
-
-        if not local.available():
-            fail(local.missing("--sandbox"), contract.EXIT_OTHER)
-        from fluxclaw.sandbox.server import SandboxServer
-
-        speed = _positive_env(SANDBOX_SPEED_ENV, 3.0)
-        with SandboxServer(speed=speed) as server:
-            if debug:
-                setup_debug_logging()
-            click.echo(f"sandbox: {server.base_url} (placeholder images, no cost)", err=True)
-            # Any key opens a one-run sandbox; this one reads as what it is wherever it shows.
-            yield "sk-one-run-sandbox", server.base_url, PollPolicy(time_scale=1 / speed)
-        return
-    settings = resolve_settings(api_key, base_url)
-    if debug:
-        setup_debug_logging()
-    if not settings.api_key:
-        fail(NO_KEY, contract.EXIT_AUTH)
-    scale = _positive_env(TIME_SCALE_ENV, 1.0)
-    yield settings.api_key, settings.base_url, PollPolicy(time_scale=scale)
-
-
-def _positive_env(name: str, default: float) -> float:
-    raw = os.environ.get(name) or str(default)
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        fail(
-            f"{name}={raw} must be a number above 0; unset it for the default ({default:g}).",
-            contract.EXIT_INVALID,
-        )
-    return value
 
 
 @contextmanager

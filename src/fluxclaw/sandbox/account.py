@@ -135,8 +135,8 @@ async def me(request: Request) -> Response:
 def routes(state: SandboxState) -> list[Route]:
     account = _Account(state)
     return [
-        Route("/api/v1/price_schedules", account.price_schedules),
-        Route("/api/v1/price_quotes", account.price_quote, methods=["POST"]),
-        Route("/api/v1/me", me),
-        Route("/api/v1/me/balance", account.balance),
+        Route(contract.PRICE_SCHEDULES_PATH, account.price_schedules),
+        Route(contract.PRICE_QUOTES_PATH, account.price_quote, methods=["POST"]),
+        Route(contract.ME_PATH, me),
+        Route(contract.BALANCE_PATH, account.balance),
     ]

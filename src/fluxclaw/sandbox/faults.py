@@ -97,8 +97,8 @@ def _number(name: str, value: Any) -> float:
         raise FaultSpecError(f"{name}={value} must be a number.")
     try:
         return float(value)
-    except (TypeError, ValueError):
-        raise FaultSpecError(f"{name}={value} must be a number.") from None
+    except (TypeError, ValueError) as exc:
+        raise FaultSpecError(f"{name}={value} must be a number.") from exc
 
 
 def _rate(name: str, number: float) -> float:

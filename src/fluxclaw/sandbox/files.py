@@ -209,9 +209,9 @@ def _iso(epoch: float) -> str:
 def routes(state: SandboxState) -> list[Route]:
     files = _Files(state, Renders(state))
     return [
-        Route("/api/v1/files", files.create, methods=["POST"]),
-        Route("/api/v1/files/prepare", files.prepare, methods=["POST"]),
-        Route("/api/v1/files/confirm", files.confirm, methods=["POST"]),
+        Route(contract.FILES_PATH, files.create, methods=["POST"]),
+        Route(contract.FILES_PREPARE_PATH, files.prepare, methods=["POST"]),
+        Route(contract.FILES_CONFIRM_PATH, files.confirm, methods=["POST"]),
         Route("/_files/{file_id}/{name}", files.download),
         Route("/_uploads/{signed_id}", files.upload, methods=["PUT"]),
     ]

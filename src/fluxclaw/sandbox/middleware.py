@@ -24,7 +24,7 @@ from fluxclaw.sandbox.state import SandboxState
 from fluxclaw.sandbox.tasks import CREATE_PATHS
 
 ABORT_EXTENSION: Final = "fluxclaw.abort"
-OPEN_API_PATHS: Final = frozenset({"/api/v1/price_schedules", "/api/v1/price_quotes"})
+OPEN_API_PATHS: Final = contract.OPEN_PATHS
 HTML_PAGE: Final = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
@@ -95,7 +95,7 @@ class SandboxMiddleware:
         if bad:
             await validation_error(bad, 400)(scope, receive, send_with_headers)
             return
-        if not (path.startswith("/api/") or path.startswith("/v1/")):
+        if not path.startswith((contract.API_PREFIX + "/", contract.PAGE_PREFIX + "/")):
             with contextlib.suppress(ClientDisconnect):
                 await self.app(scope, receive, send_with_headers)
             return

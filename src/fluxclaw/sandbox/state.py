@@ -350,7 +350,7 @@ class SandboxState:
                 try:
                     new.faults = faults_mod.parse(value if value is not None else {})
                 except faults_mod.FaultSpecError as error:
-                    raise ConfigError("faults", str(error)) from None
+                    raise ConfigError("faults", str(error)) from error
             elif name == "speed":
                 if not _is_number(value) or value <= 0:
                     raise ConfigError("speed", f"speed={value} must be a number above 0.")

@@ -30,7 +30,7 @@ from fluxclaw.sandbox.state import IdempotencyConflict, InsufficientCredits, San
 
 CREATE_PATHS: Final[dict[str, contract.Action]] = {
     **{contract.create_path(action): action for action in contract.ACTIONS},
-    **{f"/v1/{action}": action for action in contract.ACTIONS},
+    **{contract.page_create_path(action): action for action in contract.ACTIONS},
 }
 
 
@@ -116,5 +116,5 @@ def routes(state: SandboxState) -> list[Route]:
             Route(f"{contract.create_path(action)}/{{task_id}}", tasks.status(action))
             for action in contract.ACTIONS
         ),
-        Route("/v1/tasks/{task_id}", tasks.status(None)),
+        Route(contract.PAGE_STATUS_PATH, tasks.status(None)),
     ]
