@@ -1,7 +1,6 @@
-"""Requests built and checked, answers read, each wait's state: the clients' logic, no I/O.
-
-Each wait knows what to ask, when, and what an answer means; `_flows` does the asking, so
-`Client` and `AsyncClient` differ only in how they send and sleep.
+"""Requests built and checked, answers read, settings and the tasks a client knows: the
+clients' logic, no I/O. A wait's own state machine is `waiting.py`, beside the poll schedule;
+`_flows` does the asking, so `Client` and `AsyncClient` differ only in how they send and sleep.
 
 Validation runs before any request, every create carries an Idempotency-Key, and every error
 raised once a task exists carries its id.
@@ -16,21 +15,18 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict
 
 from fluxclaw import contract, errors, files
 from fluxclaw.config import Settings, resolve_settings
 from fluxclaw.models import (
-    Result,
     Task,
     TaskRequest,
     TaskStatus,
-    failed_error,
     parse_task,
-    result_from,
 )
-from fluxclaw.polling import DurationStats, PollPolicy, PollSchedule, Preset
+from fluxclaw.polling import DurationStats, PollPolicy, Preset
 from fluxclaw.pricing import CostEstimate, PriceList, estimate_cost
 from fluxclaw.retries import RetryPolicy
 from fluxclaw.transport import DEFAULT_REQUEST_TIMEOUT, Call, Reply
@@ -284,153 +280,9 @@ class Core:
         body = {"service": contract.SERVICE, "action": request.action, **request.body}
         return Call("POST", contract.PRICE_QUOTES_PATH, json=body, auth=False)
 
-    def waiter(
-        self,
-        task: str | Task,
-        action: contract.Action | None,
-        timeout: float | None,
-        on_update: OnUpdate | None,
-        hints: HintSource | None,
-    ) -> Wait:
-        handle = self.known(task, action)
-        guessed = action is None and handle.request is None and not isinstance(task, Task)
-        return Wait(self, handle, timeout, on_update, hints, guessed)
-
     def redacted_repr(self, name: str) -> str:
         key = "None" if self.settings.api_key is None else "'***'"
         return f"{name}(base_url={self.settings.base_url!r}, api_key={key})"
-
-
-class Wait:
-    """One wait's state: what to ask next, when, and what each answer means."""
-
-    def __init__(
-        self,
-        core: Core,
-        task: Task,
-        timeout: float | None,
-        on_update: OnUpdate | None,
-        hints: HintSource | None,
-        guessed_action: bool,
-    ) -> None:
-        self.core = core
-        self.task = task
-        self.action: contract.Action = task.action
-        self.guessed = guessed_action
-        self.on_update = on_update
-        self.hints = hints
-        self.timeout = core.timeout if timeout is None else timeout
-        if self.timeout <= 0:
-            raise errors.ValidationError(f"timeout={timeout} must be more than 0 seconds.")
-        now = time.monotonic()
-        self.deadline = now + self.timeout
-        request = task.request
-        self.key = (request.model, request.resolution) if request else None
-        plan = core.stats.plan(
-            self.key or ("", ""),
-            request.family if request else None,
-            request.resolution if request else contract.DEFAULT_RESOLUTION,
-        )
-        if task.started is None or task.status in contract.TERMINAL_STATUSES:
-            # Resumed, or replayed after it ended: it may have finished long ago, so ask at once.
-            plan = replace(plan, first=0.0, polls=())
-        self.schedule = PollSchedule(
-            core.poll,
-            plan,
-            started=task.started if task.started is not None else now,
-            deadline=self.deadline,
-            clock=time.monotonic,
-        )
-        self.retry_after: float | None = None
-        self.hint_spent = False
-        # Only a wait that saw its task from creation, and polled by the schedule rather than
-        # on a callback, teaches the poll schedule anything.
-        fresh = task.started is not None and not task.replayed and hints is None
-        self.learning = (
-            self.key if fresh and task.status not in contract.TERMINAL_STATUSES else None
-        )
-        self.call = core.status_call(task.id, self.action)
-
-    @property
-    def listening(self) -> bool:
-        """Whether to wait for a callback rather than sleep. Once a callback has woken us and
-        the GET did not confirm it, it is spent: back to the poll schedule, never a busy loop."""
-        return self.hints is not None and not self.hint_spent
-
-    def delay(self) -> float:
-        if self.listening:
-            # A callback will wake us; poll only in case it never comes: first when the task
-            # is late by the poll schedule's measure, then rarely.
-            now = time.monotonic()
-            if self.schedule.polls == 0:
-                fallback = self.schedule.started + self.schedule.plan.late_after - now
-            else:
-                fallback = max(self.schedule.plan.cap * 4, self.core.poll.max_interval)
-            return max(0.0, min(fallback, self.deadline - now))
-        return self.schedule.delay(self.retry_after)
-
-    def not_found(self, error: errors.NotFoundError) -> bool:
-        """A resumed id may belong to the other action: try it once before giving up."""
-        if self.guessed and self.action == "text_to_image":
-            self.action = "remix_image"
-            self.call = self.core.status_call(self.task.id, self.action)
-            self.guessed = False
-            return True
-        return False
-
-    def observe(self, reply: Reply) -> tuple[TaskStatus, Result | None]:
-        """Read one status answer: a result, an error, or (None) poll again."""
-        started = self.task.started
-        elapsed = None if started is None else time.monotonic() - started
-        status = parse_task(
-            reply.body,
-            self.action,
-            request=self.task.request,
-            request_id=reply.request_id,
-            retry_after=reply.retry_after,
-            expected_id=self.task.id,
-            elapsed=elapsed,
-            polls=self.schedule.polls + 1,
-        )
-        self.schedule.polled(status.done)
-        self.retry_after = reply.retry_after
-        completed = status.status == "completed"
-        if self.learning and status.status != "failed":
-            stats = self.core.stats
-            if self.schedule.polls == 1 and self.schedule.first_at is not None:
-                stats.first_poll(self.learning, self.schedule.first_at, completed)
-            if completed:
-                stats.record(
-                    self.learning, self.schedule.finished_after(), self.schedule.bracket_width()
-                )
-        if completed:
-            return status, result_from(status, self.task)
-        return status, None
-
-    def after_update(self, status: TaskStatus) -> None:
-        if status.status == "failed":
-            raise failed_error(status)
-        if self.schedule.expired():
-            raise errors.TaskTimeoutError(
-                f"task {self.task.id} is still {status.status} after {self.timeout:.3g}s; "
-                f"it may still finish: {resume_hint(self.task.id)}",
-                task_id=self.task.id,
-                request_id=status.request_id,
-            )
-
-    def annotate(self, error: errors.FluxclawError) -> errors.FluxclawError:
-        if isinstance(error, errors.RequestTimeoutError) and time.monotonic() >= self.deadline:
-            # The wait's own deadline cut the request short: the task is not known to be lost.
-            return errors.TaskTimeoutError(
-                f"task {self.task.id} did not finish within {self.timeout:.3g}s (the last status "
-                f"request was cut off); it may still finish: {resume_hint(self.task.id)}",
-                task_id=self.task.id,
-            )
-        if error.task_id is None:
-            error.task_id = self.task.id
-        if error.hint is None and not isinstance(error, errors.TaskFailedError):
-            error.hint = f"The task may still finish: {resume_hint(self.task.id)}."
-        return error
 
 
 def check_task_id(task_id: str) -> str:

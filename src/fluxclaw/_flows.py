@@ -31,6 +31,7 @@ from fluxclaw.models import Result, Task, TaskRequest, TaskStatus
 from fluxclaw.retries import RetryBudget, RetryPolicy
 from fluxclaw.saving import SaveOptions
 from fluxclaw.transport import Call, Reply
+from fluxclaw.waiting import waiter
 
 T = TypeVar("T")
 log = logging.getLogger("fluxclaw.http")
@@ -273,7 +274,7 @@ def prepare(core: Core, draft: Draft) -> Flow[TaskRequest]:
 
 
 def status_once(core: Core, task: str | Task, action: contract.Action | None) -> Flow[TaskStatus]:
-    wait = core.waiter(task, action, None, None, None)
+    wait = waiter(core, task, action, None, None, None)
     while True:
         try:
             return wait.observe((yield from send(core, wait.call)))[0]
@@ -290,7 +291,7 @@ def wait(
     on_update: OnUpdate | None = None,
     receiver: HintSource | None = None,
 ) -> Flow[Result]:
-    state = core.waiter(task, action, timeout, on_update, receiver)
+    state = waiter(core, task, action, timeout, on_update, receiver)
     while True:
         delay = state.delay()
         if state.listening and receiver is not None:
