@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +19,8 @@ from typing import Any, Protocol, TypedDict
 
 from fluxclaw import contract, errors, files
 from fluxclaw.config import Settings, resolve_settings
+from fluxclaw.deadline import NONE as NO_DEADLINE
+from fluxclaw.deadline import Deadline
 from fluxclaw.models import (
     Task,
     TaskRequest,
@@ -118,11 +119,10 @@ class Core:
         self._tasks: OrderedDict[str, Task] = OrderedDict()
         self._lock = threading.Lock()
 
-    def until(self, deadline: float | None) -> float:
+    def until(self, deadline: Deadline | None) -> float:
         """When one request or download must be done: its own total time, or sooner if the
-        operation around it (a wait) ends first."""
-        own = time.monotonic() + self.request_timeout
-        return own if deadline is None else min(own, deadline)
+        job around it ends first."""
+        return (deadline or NO_DEADLINE).within(self.request_timeout)
 
     # -- requests ------------------------------------------------------------------------------
 

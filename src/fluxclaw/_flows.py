@@ -27,6 +27,7 @@ from fluxclaw._core import (
     account_body,
     callback_for,
 )
+from fluxclaw.deadline import Deadline
 from fluxclaw.models import Result, Task, TaskRequest, TaskStatus
 from fluxclaw.retries import RetryBudget, RetryPolicy
 from fluxclaw.saving import SaveOptions
@@ -43,7 +44,7 @@ class Exchange:
     network ends by its own total time (`Core.until`), or by `deadline` if that comes first."""
 
     call: Call
-    deadline: float | None = None
+    deadline: Deadline | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,7 @@ class Fetch:
     url: str
     max_bytes: int
     task_id: str | None
-    deadline: float | None = None
+    deadline: Deadline | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +159,12 @@ def retrying(
     step: Step,
     policy: RetryPolicy,
     *,
-    deadline: float | None = None,
+    deadline: Deadline | None = None,
     retry_safe: bool = True,
 ) -> Flow[Any]:
-    """`step` again after each retryable failure, with backoff, within the policy's bounds."""
-    budget = RetryBudget(policy, deadline)
+    """`step` again after each retryable failure, with backoff, within the policy's bounds
+    and the job's deadline."""
+    budget = RetryBudget(policy, deadline.at if deadline is not None else None)
     unclear = False  # whether a failed try may have reached the server
     while True:
         try:
@@ -177,7 +179,7 @@ def retrying(
         yield Sleep(delay)
 
 
-def send(core: Core, call: Call, deadline: float | None = None) -> Flow[Reply]:
+def send(core: Core, call: Call, deadline: Deadline | None = None) -> Flow[Reply]:
     if call.auth and not core.settings.api_key:
         raise errors.AuthenticationError(
             "No RunAPI key: pass api_key=, set RUNAPI_API_KEY or run "
@@ -205,15 +207,11 @@ def make(
     create = cast(CreateOptions, {k: v for k, v in options.items() if k not in _RUN_KEYS})
     submitting = cast(SubmitOptions, {**callback_for(create, run.get("receiver"))})
     submitting["on_update"] = run.get("on_update")
-    # The timeout bounds the create as well as the wait (uploads have their own).
+    # One deadline bounds the create as well as the wait (uploads have their own).
     timeout = run.get("timeout")
-    seconds = core.timeout if timeout is None else timeout
-    if seconds <= 0:
-        raise errors.ValidationError(f"timeout={timeout} must be more than 0 seconds.")
-    deadline = time.monotonic() + seconds
+    deadline = Deadline.after(core.timeout if timeout is None else timeout)
     task = yield from submit_new(core, action, prompt, images, submitting, deadline)
-    run["timeout"] = max(deadline - time.monotonic(), 0.1)
-    return (yield from wait(core, task, **run))
+    return (yield from wait(core, task, **run, deadline=deadline))
 
 
 def submit_new(
@@ -222,7 +220,7 @@ def submit_new(
     prompt: str,
     images: Sequence[ImageSource],
     options: SubmitOptions,
-    deadline: float | None = None,
+    deadline: Deadline | None = None,
 ) -> Flow[Task]:
     """Check, upload local sources, create (by `deadline`, if given)."""
     create_options = cast(CreateOptions, {k: v for k, v in options.items() if k != "on_update"})
@@ -241,7 +239,7 @@ def create(
     request: TaskRequest,
     options: CreateOptions,
     on_update: OnUpdate | None,
-    deadline: float | None = None,
+    deadline: Deadline | None = None,
 ) -> Flow[Task]:
     call, key = core.create_call(request, options)
     started = time.monotonic()
@@ -290,8 +288,11 @@ def wait(
     timeout: float | None = None,
     on_update: OnUpdate | None = None,
     receiver: HintSource | None = None,
+    deadline: Deadline | None = None,
 ) -> Flow[Result]:
-    state = waiter(core, task, action, timeout, on_update, receiver)
+    """Poll (or listen) until the task ends, by `deadline` (a job's), else `timeout` seconds
+    from now (the client's by default)."""
+    state = waiter(core, task, action, timeout, on_update, receiver, deadline)
     while True:
         delay = state.delay()
         if state.listening and receiver is not None:
@@ -326,7 +327,7 @@ def upload(core: Core, data: bytes, name: str) -> Flow[str]:
 
 
 def download(
-    core: Core, url: str, task_id: str | None, deadline: float | None = None
+    core: Core, url: str, task_id: str | None, deadline: Deadline | None = None
 ) -> Flow[bytes]:
     fetch = Fetch(url, core.max_image_bytes, task_id, deadline)
     try:
@@ -345,8 +346,7 @@ def save(
         dest, options.get("format"), overwrite=True
     )
     paths = target.paths(len(result.images), options.get("stem") or result.task_id)
-    timeout = options.get("timeout")
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = options.get("deadline") or Deadline.after(options.get("timeout"))
     saved = []
     for image, (path, fmt) in zip(result.images, paths, strict=True):
         data = yield from download(core, image.url, result.task_id, deadline)
@@ -384,7 +384,7 @@ def refresh_prices(core: Core) -> Flow[None]:
     headers = {"If-None-Match": known.etag} if known.etag and known.prices else {}
     call = replace(call, headers=headers, not_modified_ok=True)
     try:
-        reply = yield from send(core, call, time.monotonic() + PRICES_DEADLINE)
+        reply = yield from send(core, call, Deadline.after(PRICES_DEADLINE))
     except errors.FluxclawError:
         known.failed()
         return

@@ -23,6 +23,7 @@ from fluxclaw import _flows as flows
 from fluxclaw import contract, errors, files, retries, saving, spending
 from fluxclaw._bookkeeping import Book
 from fluxclaw._core import HintSource, OnUpdate
+from fluxclaw.deadline import Deadline
 from fluxclaw.history import Entry, History
 from fluxclaw.job_types import Job, JobResult
 from fluxclaw.models import Task, TaskRequest, TaskStatus
@@ -55,7 +56,7 @@ def _submitted(
     key: str,
     book: Book,
     on_update: OnUpdate | None,
-    deadline: float,
+    deadline: Deadline,
 ) -> flows.Flow[Task]:
     """Record the exact body, then send it with its key; shared by new and resumed jobs."""
     book.update(request=dict(request.body))
@@ -133,12 +134,10 @@ async def arefresh_prices(client: AsyncClient, history: History) -> None:
     await client.run_flow(_priced(client, history))
 
 
-def _deadline(client: _Base, timeout: float | None) -> float:
-    """A job's timeout bounds all of it: create, wait and downloads (see `SAVE_FLOOR`)."""
-    seconds = client.core.timeout if timeout is None else timeout
-    if seconds <= 0:
-        raise errors.ValidationError(f"timeout={timeout} must be more than 0 seconds.")
-    return time.monotonic() + seconds
+def _deadline(client: _Base, timeout: float | None) -> Deadline:
+    """A job's one deadline, made here and carried by every step: create, wait and downloads
+    (a paid image's save gets `SAVE_FLOOR` seconds even when the wait used all the time)."""
+    return Deadline.after(client.core.timeout if timeout is None else timeout)
 
 
 def _finish_flow(
@@ -147,7 +146,7 @@ def _finish_flow(
     job: Job,
     target: saving.Target,
     book: Book,
-    deadline: float,
+    deadline: Deadline,
     on_update: OnUpdate | None,
     receiver: HintSource | None = None,
 ) -> Flow:
@@ -155,9 +154,11 @@ def _finish_flow(
     request = task.request if isinstance(task, Task) else None
     # A bare id from elsewhere may be either action: the client tries both.
     action = None if isinstance(task, str) and not job.prompt else job.action
-    timeout = max(deadline - time.monotonic(), 0.1)
+    seconds = deadline.left(0.1)
     try:
-        result = yield from flows.wait(client.core, task, action, timeout, on_update, receiver)
+        result = yield from flows.wait(
+            client.core, task, action, seconds, on_update, receiver, deadline
+        )
     except errors.TaskFailedError as error:
         book.update(status="failed", error=error.message)
         raise
@@ -177,7 +178,7 @@ def _finish_flow(
             "target": target,
             "stem": stem,
             "overwrite": target.overwrite,
-            "timeout": max(deadline - time.monotonic(), SAVE_FLOOR),
+            "deadline": deadline.at_least(SAVE_FLOOR),
         }
         saved = yield from flows.save(client.core, result, None, where)
     except (errors.FluxclawError, OSError) as error:

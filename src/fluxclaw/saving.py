@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from fluxclaw import errors
+from fluxclaw.deadline import Deadline
 from fluxclaw.files import EXTENSIONS, FORMATS, SUFFIX, ImageFormat, short_url, sniff
 
 
@@ -39,6 +40,7 @@ class SaveOptions(TypedDict, total=False):
     overwrite: bool
     target: Target | None
     timeout: float | None
+    deadline: Deadline | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from fluxclaw import contract, errors
 from fluxclaw._core import Core, HintSource, OnUpdate, resume_hint
+from fluxclaw.deadline import Deadline
 from fluxclaw.models import Result, Task, TaskStatus, failed_error, parse_task, result_from
 from fluxclaw.polling import PollSchedule
 from fluxclaw.transport import Reply
@@ -22,11 +23,16 @@ def waiter(
     timeout: float | None,
     on_update: OnUpdate | None,
     hints: HintSource | None,
+    deadline: Deadline | None = None,
 ) -> Wait:
-    """A wait for `task` (an id alone will do: the action is guessed, both are tried)."""
+    """A wait for `task` (an id alone will do: the action is guessed, both are tried), by the
+    job's `deadline`, else `timeout` seconds from now (the client's by default)."""
     handle = core.known(task, action)
     guessed = action is None and handle.request is None and not isinstance(task, Task)
-    return Wait(core, handle, timeout, on_update, hints, guessed)
+    seconds = core.timeout if timeout is None else timeout
+    if deadline is None or deadline.at is None:
+        deadline = Deadline.after(seconds)
+    return Wait(core, handle, deadline, seconds, on_update, hints, guessed)
 
 
 class Wait:
@@ -36,7 +42,8 @@ class Wait:
         self,
         core: Core,
         task: Task,
-        timeout: float | None,
+        deadline: Deadline,
+        timeout: float,
         on_update: OnUpdate | None,
         hints: HintSource | None,
         guessed_action: bool,
@@ -47,11 +54,10 @@ class Wait:
         self.guessed = guessed_action
         self.on_update = on_update
         self.hints = hints
-        self.timeout = core.timeout if timeout is None else timeout
-        if self.timeout <= 0:
-            raise errors.ValidationError(f"timeout={timeout} must be more than 0 seconds.")
+        self.timeout = timeout  # what the caller asked for, for messages
         now = time.monotonic()
-        self.deadline = now + self.timeout
+        self.deadline = deadline if deadline.at is not None else Deadline.after(timeout)
+        ends = self.deadline.at if self.deadline.at is not None else now + timeout
         request = task.request
         self.key = (request.model, request.resolution) if request else None
         plan = core.stats.plan(
@@ -66,7 +72,7 @@ class Wait:
             core.poll,
             plan,
             started=task.started if task.started is not None else now,
-            deadline=self.deadline,
+            deadline=ends,
             clock=time.monotonic,
         )
         self.retry_after: float | None = None
@@ -94,7 +100,7 @@ class Wait:
                 fallback = self.schedule.started + self.schedule.plan.late_after - now
             else:
                 fallback = max(self.schedule.plan.cap * 4, self.core.poll.max_interval)
-            return max(0.0, min(fallback, self.deadline - now))
+            return max(0.0, min(fallback, self.deadline.left() or 0.0))
         return self.schedule.delay(self.retry_after)
 
     def not_found(self, error: errors.NotFoundError) -> bool:
@@ -147,7 +153,7 @@ class Wait:
             )
 
     def annotate(self, error: errors.FluxclawError) -> errors.FluxclawError:
-        if isinstance(error, errors.RequestTimeoutError) and time.monotonic() >= self.deadline:
+        if isinstance(error, errors.RequestTimeoutError) and self.deadline.passed():
             # The wait's own deadline cut the request short: the task is not known to be lost.
             return errors.TaskTimeoutError(
                 f"task {self.task.id} did not finish within {self.timeout:.3g}s (the last status "
