@@ -36,24 +36,49 @@ def remember(*keys: str | None) -> None:
 
 
 def _compile(secrets: set[str]) -> re.Pattern[str]:
+    """Each key as a literal (a short one only where it stands alone). Nothing here repeats
+    over a run of letters, so a search is linear in the text: the token around a long key is
+    found by `scrub` walking out from the match, never by the pattern backtracking."""
     parts = []
     for secret in sorted(secrets, key=len, reverse=True):
         escaped = re.escape(secret)
         if len(secret) >= _SHORT:
-            parts.append(f"{_TOKEN}*{escaped}{_TOKEN}*")
+            parts.append(escaped)
         else:
             parts.append(f"(?<!{_TOKEN}){escaped}(?!{_TOKEN})")
     return re.compile("|".join(parts))
 
 
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
 def scrub(text: str, *extra: str | None) -> str:
-    """`text` with every remembered key (and any in `extra`) replaced by `***`."""
+    """`text` with every remembered key (and any in `extra`) replaced by `***`: a long key
+    with the whole token around it. Linear in the length of `text`."""
     if any(extra):
         remember(*extra)
     pattern = _pattern
     if pattern is None or not text:
         return text
-    return pattern.sub(MASK, text)
+    pieces: list[str] = []
+    done = 0  # text[:done] is settled
+    size = len(text)
+    for match in pattern.finditer(text):
+        start, end = match.span()
+        if start < done:
+            continue  # inside a token already masked
+        if end - start >= _SHORT:  # a long key: the whole token goes
+            while start > done and text[start - 1] in _TOKEN_CHARS:
+                start -= 1
+            while end < size and text[end] in _TOKEN_CHARS:
+                end += 1
+        pieces.append(text[done:start])
+        pieces.append(MASK)
+        done = end
+    if not pieces:
+        return text
+    pieces.append(text[done:])
+    return "".join(pieces)
 
 
 def one_line(text: str) -> str:
