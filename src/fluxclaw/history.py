@@ -352,6 +352,9 @@ class History:
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Made 0600 before SQLite opens it: SQLite gives the -wal and -shm files the database
+        # file's own mode, so no file with prompts in it is ever readable by others.
+        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
         db.row_factory = sqlite3.Row
         # WAL with NORMAL sync: a commit survives the process being killed (what resuming

@@ -328,3 +328,32 @@ def test_one_task_is_one_ledger_row_even_when_two_processes_sent_its_key(tmp_pat
     assert first.update(a, task_id=task, status="processing") == a
     assert second.update(b, task_id=task, status="processing") == a  # merged into the first
     assert [e.id for e in first.search(limit=10)] == [a]
+
+
+def test_hostile_batch_files_give_bad_rows_or_one_clear_error(
+    cli_env: dict[str, str], fluxclaw_sandbox_factory: Any, tmp_path: Path
+) -> None:
+    sandbox = fluxclaw_sandbox_factory(api_key=KEY)
+    nested = {"prompt": "deep", "name": None}
+    deep = "[" * 5000 + '"x"' + "]" * 5000
+    lines = [
+        json.dumps({"prompt": "a line with\u2028a raw line separator inside"}),  # line 1
+        '{"prompt": "nested", "images": ' + deep + "}",  # line 2: bad, not a crash
+        json.dumps({"prompt": "a NUL \x00 inside"}),  # line 3: bad
+        json.dumps(nested | {"prompt": "a fine teapot photo"}),  # line 4
+    ]
+    (tmp_path / "rows.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    done = batch(cli_env, sandbox, tmp_path, "rows.jsonl", "-o", "out")
+    summary = json.loads(done.stdout)
+    assert [b["line"] for b in summary["bad_rows"]] == [2, 3], done.stderr
+    assert summary["done"] == 2 and "Traceback" not in done.stderr
+    # A CSV cell past the field limit Python's csv module has by default, and a file of bad rows.
+    (tmp_path / "big.csv").write_text("prompt\n" + "a teapot " * 20_000 + "\n")
+    big = batch(cli_env, sandbox, tmp_path, "big.csv", "-o", "out2")
+    assert big.returncode == contract.EXIT_INVALID and "Traceback" not in big.stderr
+    assert "prompt has" in big.stderr  # a bad row (too long a prompt), not an internal error
+    (tmp_path / "zero.jsonl").symlink_to("/dev/zero")
+    endless = batch(cli_env, sandbox, tmp_path, "zero.jsonl", "-o", "out3")
+    assert endless.returncode == contract.EXIT_INVALID
+    assert "line 1 is longer than 1024 KiB" in endless.stderr
+    assert charges(sandbox) == 2

@@ -79,3 +79,25 @@ def test_wait_and_resume_never_replace_a_file_without_force(
     assert json.loads(forced.stdout)["paths"] == [str(keep)]
     assert keep.read_bytes() != b"the user's own picture"
     assert len(sandbox.ledger()["charges"]) == 1
+
+
+def test_the_ledger_and_its_wal_files_are_private_from_the_start(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from fluxclaw.history import History
+
+    ledger = History(tmp_path / "data" / "history.sqlite")
+    ledger.start(
+        action="text_to_image",
+        model="m",
+        prompt="private",
+        params={},
+        idempotency_key="k",
+        base_url="http://x",
+    )
+    files = sorted((tmp_path / "data").glob("history.sqlite*"))
+    assert {f.name for f in files} >= {"history.sqlite", "history.sqlite-wal"}
+    for found in files:  # while the connection is open, -wal and -shm exist
+        assert stat.S_IMODE(os.stat(found).st_mode) == 0o600, found.name
+    ledger.close()

@@ -81,7 +81,7 @@ def write_gallery(out: Path, rows: Iterable[Mapping[str, Any]], title: str = "")
         elif status in ("failed", "error", "invalid", "over_budget", "rejected"):
             failed += 1
             error = html.escape(str(row.get("error") or status))
-            where = f"line {row['line']}: " if row.get("line") else ""
+            where = f"line {html.escape(str(row['line']))}: " if row.get("line") else ""
             cards.append(
                 f'<div class="card failed"><p class="err">{status}: {where}{error}</p>'
                 f'<div class="meta"><p class="prompt">{prompt}</p>'

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fluxclaw import contract
 from fluxclaw.files import FORMATS, ImageFormat
 
 FIELDS = ("prompt", "model", "aspect_ratio", "resolution", "images", "name", "format")
@@ -48,40 +48,88 @@ class BadRow:
     error: str
 
 
+class BadFile(ValueError):
+    """The file as a whole cannot be read as rows (the message says where and why)."""
+
+
+LINE_MAX = contract.BATCH_MAX_LINE_BYTES
+NESTING_MAX = contract.BATCH_MAX_NESTING
+
+
 def read_rows(path: Path) -> tuple[list[Row], list[BadRow]]:
-    """Rows from a .jsonl/.json or .csv file (by suffix; JSON Lines otherwise)."""
-    text = path.read_text(encoding="utf-8-sig")
+    """Rows from a .jsonl/.json or .csv file (by suffix; JSON Lines otherwise), read as a
+    stream: a line (or a CSV cell) longer than LINE_MAX refuses the file with `BadFile`, so no
+    input, `/dev/zero` included, is read whole into memory."""
     if path.suffix.lower() == ".csv":
-        return _split(_csv_records(text))
-    return _split(_jsonl_records(text))
+        return _split(_csv_records(path))
+    return _split(_jsonl_records(path))
 
 
-def _jsonl_records(text: str) -> list[tuple[int, Any]]:
+def _jsonl_records(path: Path) -> list[tuple[int, Any]]:
     records: list[tuple[int, Any]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
+    with path.open("rb") as handle:
+        # The file's own lines: only "\n" ends one (U+2028 inside a string does not).
+        for number, raw in enumerate(iter(lambda: handle.readline(LINE_MAX + 1), b""), 1):
+            if len(raw) > LINE_MAX:
+                raise BadFile(
+                    f"line {number} is longer than {LINE_MAX // 1024} KiB; a batch file has "
+                    "one JSON object (or CSV row) per line"
+                )
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                records.append((number, ValueError("not UTF-8 text")))
+                continue
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            records.append((number, _json_row(line)))
+    return records
+
+
+def _json_row(line: str) -> Any:
+    try:
+        found = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return ValueError(f"not a JSON object ({exc.msg})")
+    except RecursionError:
+        return ValueError(f"JSON nested more than {NESTING_MAX} deep")
+    if _depth(found) > NESTING_MAX:
+        return ValueError(f"JSON nested more than {NESTING_MAX} deep")
+    return found
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest (iteratively: no recursion to exhaust)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _csv_records(path: Path) -> list[tuple[int, Any]]:
+    csv.field_size_limit(LINE_MAX)  # a cell of at most LINE_MAX characters
+    records: list[tuple[int, Any]] = []
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
         try:
-            records.append((number, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            records.append((number, ValueError(f"not a JSON object ({exc.msg})")))
-    return records
+            for record in reader:
+                records.append(_csv_row(reader.line_num, record))
+        except csv.Error as exc:
+            raise BadFile(f"line {reader.line_num}: {exc}; fix the CSV file") from exc
+    return [item for item in records if item[1] is not None]
 
 
-def _csv_records(text: str) -> list[tuple[int, Any]]:
-    reader = csv.DictReader(io.StringIO(text))
-    records: list[tuple[int, Any]] = []
-    for record in reader:
-        line = reader.line_num
-        if None in record:  # more cells than header fields
-            records.append((line, ValueError("more cells than the header has columns")))
-            continue
-        cleaned = {k.strip(): v.strip() for k, v in record.items() if k and v and v.strip()}
-        if "images" in cleaned:  # several sources in one cell, separated by |
-            cleaned["images"] = [s.strip() for s in cleaned["images"].split("|") if s.strip()]
-        if cleaned:
-            records.append((line, cleaned))
-    return records
+def _csv_row(line: int, record: dict[str | Any, Any]) -> tuple[int, Any]:
+    if None in record:  # more cells than header fields
+        return line, ValueError("more cells than the header has columns")
+    cleaned = {k.strip(): v.strip() for k, v in record.items() if k and v and v.strip()}
+    if "images" in cleaned:  # several sources in one cell, separated by |
+        cleaned["images"] = [s.strip() for s in cleaned["images"].split("|") if s.strip()]
+    return line, (cleaned or None)
 
 
 def _split(records: list[tuple[int, Any]]) -> tuple[list[Row], list[BadRow]]:
@@ -106,6 +154,8 @@ def _row(line: int, record: Any) -> Row:
     prompt = record.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("needs a prompt")
+    if any(ord(c) < 32 and c not in "\t\n" for c in prompt):
+        raise ValueError("the prompt holds control characters (a NUL?); remove them")
     text = {name: _text(record, name) for name in ("model", "aspect_ratio", "resolution")}
     images = record.get("images") or []
     if isinstance(images, str):

@@ -102,15 +102,19 @@ def command(
     | separated in CSV), name and format. Bad rows are reported by line and skipped. A row is
     what it asks for, not its line: a re-run skips done rows and finishes started ones, and
     rows changed since they were paid for are re-made only with --yes. Exit 0 when every row
-    is done, 1 when some failed, 4 when changed rows need --yes, 8 when a budget stopped some.
+    is done, 4 when no row could run (all bad, or the file refused) or changed rows need --yes,
+    8 when a budget stopped some, 1 otherwise.
     """
     import anyio
 
     from fluxclaw.batch import read_rows
+    from fluxclaw.batch.rows import BadFile
     from fluxclaw.cli.common import endpoint
 
     try:
         rows, bad = read_rows(file)
+    except BadFile as exc:
+        fail(f"{file}: {exc}.", contract.EXIT_INVALID)
     except (OSError, UnicodeDecodeError) as exc:
         fail(
             f"cannot read {file} ({exc}); give a UTF-8 JSON Lines or CSV file.",
@@ -118,6 +122,10 @@ def command(
         )
     if not rows and not bad:
         fail(f"{file} has no rows; each line needs at least a prompt.", contract.EXIT_INVALID)
+    if not rows:  # every row is bad: say which, and send nothing
+        for item in bad:
+            click.echo(f"line {item.line}: {item.error}", err=True)
+        fail(f"no row of {file} can run ({len(bad)} bad rows, above).", contract.EXIT_INVALID)
     from fluxclaw.batch import Defaults
 
     plan = Plan(
@@ -165,10 +173,12 @@ def command(
     )
     if as_json:
         click.echo(json.dumps(summary))
+    if result.plan is not None and not result.plan.rows:  # rows the library's checks refused
+        sys.exit(contract.EXIT_INVALID)
+    if counts.get("over_budget"):  # a cap stopped rows: the one thing to raise or wait out
+        sys.exit(contract.EXIT_BUDGET)
     if counts.get("failed") or counts.get("error") or result.bad:
         sys.exit(contract.EXIT_OTHER)
-    if counts.get("over_budget"):
-        sys.exit(contract.EXIT_BUDGET)
 
 
 @dataclass(frozen=True)
