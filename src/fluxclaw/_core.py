@@ -12,6 +12,7 @@ import os
 import re
 import threading
 import uuid
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,16 @@ from fluxclaw.retries import RetryPolicy
 from fluxclaw.transport import DEFAULT_REQUEST_TIMEOUT, Call, Reply
 
 DEFAULT_WAIT_TIMEOUT = 600.0
+# `--allow-http`: the CLI's opt-in to plain http with another host, for every client it makes.
+ALLOW_HTTP_ENV = "FLUXCLAW_ALLOW_HTTP"
+
+
+class InsecureBaseWarning(UserWarning):
+    """The key is sent over plain http to another machine (allowed with allow_http=True)."""
+
+
+# Keys this long cannot turn up in a prompt or URL by chance: one there was pasted by mistake.
+KEY_IN_TEXT_MIN = 16
 ImageSource = str | os.PathLike[str] | bytes
 OnUpdate = Callable[[TaskStatus], Any]
 _PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
@@ -96,13 +107,28 @@ class Core:
         max_image_bytes: int,
         prices: Mapping[str, Mapping[str, int]] | None,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        allow_http: bool = False,
     ) -> None:
         self.settings: Settings = resolve_settings(api_key, base_url)
-        if not contract.is_http_url(self.settings.base_url):
+        base = self.settings.base_url
+        if not contract.is_http_url(base):
             raise errors.ValidationError(
-                f"base_url={self.settings.base_url} must be an http(s) URL like "
-                f"{contract.DEFAULT_BASE_URL}.",
+                f"base_url={base} must be an http(s) URL like {contract.DEFAULT_BASE_URL}.",
                 errors={"base_url": ["not an http(s) URL"]},
+            )
+        if base.lower().startswith("http://") and not contract.is_loopback(base):
+            # The key would cross the network in clear text: only when the user says so.
+            if not (allow_http or os.environ.get(ALLOW_HTTP_ENV) == "1"):
+                raise errors.ValidationError(
+                    f"base_url={base} is plain http to another machine: your key would cross "
+                    "the network in clear text. Use https://, or pass --allow-http "
+                    "(allow_http=True) if you mean it.",
+                    errors={"base_url": ["plain http to another host"]},
+                )
+            warnings.warn(
+                f"sending the RunAPI key in clear text to {base} (--allow-http)",
+                InsecureBaseWarning,
+                stacklevel=4,
             )
         self.timeout = timeout
         if isinstance(poll, str):
@@ -157,6 +183,7 @@ class Core:
                 found.setdefault(violation.field, []).append(violation.message)
             message = " ".join(v.message for v in violations)
             raise errors.ValidationError(message, errors=found)
+        self.refuse_the_key(body)
         return TaskRequest(
             action=action,
             model=chosen.id,
@@ -166,6 +193,23 @@ class Core:
             resolution=str(body.get("output_resolution") or contract.DEFAULT_RESOLUTION),
             body=body,
         )
+
+    def refuse_the_key(self, body: Mapping[str, Any]) -> None:
+        """The key goes to the API base in its header and nowhere else: a body that holds it
+        (a pasted prompt, a source or callback URL that RunAPI would fetch from another host)
+        is refused before anything is sent. Only keys of KEY_IN_TEXT_MIN characters or more
+        are looked for, so a short sandbox key never matches ordinary words."""
+        key = self.settings.api_key or ""
+        if len(key) < KEY_IN_TEXT_MIN:
+            return
+        for field, value in body.items():
+            texts = value if isinstance(value, list) else [value]
+            if any(isinstance(text, str) and key in text for text in texts):
+                message = (
+                    f"{field} holds your RunAPI key; remove it (nothing was sent: the key goes "
+                    "to the API only in its Authorization header)."
+                )
+                raise errors.ValidationError(message, errors={field: ["holds the API key"]})
 
     def draft(
         self,

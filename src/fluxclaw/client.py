@@ -63,6 +63,7 @@ class ClientOptions(TypedDict, total=False):
     poll: PollPolicy | Preset | None
     max_image_bytes: int
     prices: Mapping[str, Mapping[str, int]] | None
+    allow_http: bool
 
 
 class _Base:
@@ -78,6 +79,7 @@ class _Base:
             max_image_bytes=options.get("max_image_bytes", files.MAX_IMAGE_BYTES),
             prices=options.get("prices"),
             request_timeout=options.get("request_timeout", DEFAULT_REQUEST_TIMEOUT),
+            allow_http=options.get("allow_http", False),
         )
 
     @property

@@ -285,6 +285,11 @@ def is_http_url(value: object) -> bool:
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
+def is_loopback(url: str) -> bool:
+    """Whether `url` points at this machine (`localhost`, 127.0.0.0/8, ::1)."""
+    return canonical_base(url).split("://", 1)[-1].split(":")[0].split("/")[0] == "loopback"
+
+
 def canonical_base(url: str) -> str:
     """One spelling per API, so money counted per API cannot be split by how a URL is written:
     lower-case scheme and host, no default port, no trailing slash or dot segments, and every

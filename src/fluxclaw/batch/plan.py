@@ -140,6 +140,8 @@ def plan_batch(
         try:
             job = _job(row, out, callback_url, defaults.format)
             client.draft(job.action, job.prompt, job.sources, job.options())
+            if row.name:  # a file name is written where others may read it
+                client.core.refuse_the_key({"name": row.name})
             digest = _digest(row, job, hashes)
         except errors.FluxclawError as error:
             bad.append(BadRow(row.line, error.message))

@@ -40,7 +40,21 @@ def connection_options(func: Callable[P, R]) -> Callable[P, R]:
     func = click.option(
         "--api-key", metavar="KEY", help="RunAPI key (default: RUNAPI_API_KEY, then the config)."
     )(func)
-    return func
+    return click.option(
+        "--allow-http",
+        is_flag=True,
+        expose_value=False,
+        callback=_allow_http,
+        help="Allow a plain http:// base URL on another machine (the key goes in clear text).",
+    )(func)
+
+
+def _allow_http(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """Every client this command makes may then use plain http (each says so on stderr)."""
+    if value:
+        from fluxclaw._core import ALLOW_HTTP_ENV
+
+        os.environ[ALLOW_HTTP_ENV] = "1"
 
 
 def output_options(func: Callable[P, R]) -> Callable[P, R]:
