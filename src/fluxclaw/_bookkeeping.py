@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fluxclaw import contract, saving
+from fluxclaw import contract, errors, saving
 from fluxclaw._core import OnUpdate
 from fluxclaw.history import Guard, History
 from fluxclaw.models import TaskRequest, TaskStatus
@@ -86,7 +86,16 @@ class Book:
         self.task_id = values.get("task_id") or self.task_id
         self.status = values.get("status") or self.status
         if self.history is not None and self.row is not None:
-            self.row = self.history.update(self.row, **values)
+            try:
+                self.row = self.history.update(self.row, **values)
+            except errors.StateFileError as error:
+                if self.task_id:  # the task exists and may be paid: say how to finish it
+                    error.task_id = self.task_id
+                    error.hint = (
+                        f"The task was made: finish it with `fluxclaw wait {self.task_id}` "
+                        "once the history can be written again."
+                    )
+                raise
 
     def watching(self, on_update: OnUpdate | None) -> OnUpdate:
         """The caller's `on_update`, after recording the task id the moment it is known (the

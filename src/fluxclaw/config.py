@@ -72,9 +72,30 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
         raise errors.ValidationError(
             f"the config file {path} must hold a JSON object; fix it or remove it."
         )
+    _refuse_if_others_can_write(path)
     if isinstance(data.get("api_key"), str):
         redaction.remember(data["api_key"])
     return data
+
+
+def _refuse_if_others_can_write(path: Path) -> None:
+    """A config file someone else owns or may write could point the key at their server
+    (`base_url`): it is refused, never read. The file's own owner and mode are judged, not its
+    folders'."""
+    try:
+        found = path.stat()
+    except OSError:
+        return
+    if found.st_uid != os.getuid():
+        raise errors.ValidationError(
+            f"the config file {path} belongs to another user; it could send your key "
+            "elsewhere. Remove it, or make it yours with mode 0600."
+        )
+    if found.st_mode & 0o022:
+        raise errors.ValidationError(
+            f"the config file {path} can be written by other users (mode "
+            f"{found.st_mode & 0o777:o}); run `chmod 600 {path}`."
+        )
 
 
 def write_config(

@@ -159,6 +159,13 @@ class BudgetExceededError(FluxclawError):
     default_code = "budget_exceeded"
 
 
+class StateFileError(FluxclawError):
+    """A file fluxclaw keeps its state in (the history) cannot be opened, read or written; the
+    message names it and says what to do."""
+
+    default_code = "state_file"
+
+
 class DownloadError(FluxclawError):
     default_code = "download_failed"
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fluxclaw import contract
+from fluxclaw import contract, errors
 from fluxclaw.redaction import scrub
 
 # Rows in these states may still become a paid image: `resume` finishes them.
@@ -271,7 +271,7 @@ class History:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction that holds SQLite's write lock from its start, so a check and
         the row it allows are one step for every process sharing the file."""
-        with self._lock:
+        with self._lock, self._named():
             if self._connection is None:
                 self._connection = self._open()
             db = self._connection
@@ -344,11 +344,24 @@ class History:
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         """One transaction on the shared connection."""
-        with self._lock:
+        with self._lock, self._named():
             if self._connection is None:
                 self._connection = self._open()
             with self._connection:
                 yield self._connection
+
+    @contextmanager
+    def _named(self) -> Iterator[None]:
+        """A history that cannot be opened, read or written (a file where its folder should
+        be, a corrupt file, a full disk) is one error naming the file, never an internal one."""
+        try:
+            yield
+        except (OSError, sqlite3.DatabaseError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise errors.StateFileError(
+                f"cannot use the history {self.path} ({reason}); free some space or fix the "
+                "file, or set FLUXCLAW_DATA_DIR to a folder you can write."
+            ) from exc
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -56,3 +56,24 @@ def test_plain_http_to_another_machine_needs_an_explicit_yes(run: Run, api: dict
         Client(api_key=KEY, base_url="http://192.0.2.1:8080", allow_http=True).close()
         Client(api_key=KEY, base_url="http://localhost:9").close()  # loopback: no warning
     assert [w.category for w in seen] == [InsecureBaseWarning]
+
+
+def test_a_config_file_others_can_write_or_own_is_refused(
+    run: Run, api: dict[str, str], sandbox: Any
+) -> None:
+    import os
+
+    config = Path(api["FLUXCLAW_CONFIG"])
+    assert run("config", "--base-url", sandbox.base_url).returncode == 0
+    assert run("generate", "a lamp").returncode == 0
+    os.chmod(config, 0o666)
+    refused = run("generate", "a lamp")
+    assert refused.returncode == contract.EXIT_INVALID
+    assert f"chmod 600 {config}" in one_line_error(refused.stderr)
+    os.chmod(config, 0o600)
+    if os.getuid() == 0:  # as root (CI), hand it to another user
+        os.chown(config, 65534, 65534)
+        other = run("generate", "a lamp")
+        assert other.returncode == contract.EXIT_INVALID
+        assert "belongs to another user" in one_line_error(other.stderr)
+    assert len(sandbox.ledger()["charges"]) == 1

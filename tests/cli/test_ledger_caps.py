@@ -101,3 +101,21 @@ def test_the_ledger_and_its_wal_files_are_private_from_the_start(tmp_path: Path)
     for found in files:  # while the connection is open, -wal and -shm exist
         assert stat.S_IMODE(os.stat(found).st_mode) == 0o600, found.name
     ledger.close()
+
+
+def test_an_unusable_or_corrupt_history_is_one_line_naming_it(
+    run: Run, api: dict[str, str], sandbox: Any, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    done = run("generate", "a lamp", env={"FLUXCLAW_DATA_DIR": str(blocker)})
+    assert done.returncode == contract.EXIT_OTHER
+    assert str(blocker) in one_line_error(done.stderr)
+    data = Path(api["FLUXCLAW_DATA_DIR"])
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "history.sqlite").write_bytes(b"this is not a database " * 100)
+    for args in (["generate", "a lamp"], ["history"], ["resume"]):
+        broken = run(*args)
+        assert broken.returncode == contract.EXIT_OTHER, (args, broken.stderr)
+        assert "history.sqlite" in one_line_error(broken.stderr)
+    assert posts(sandbox) == 0

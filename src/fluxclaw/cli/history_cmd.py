@@ -7,11 +7,14 @@ import time
 
 import click
 
+from fluxclaw.cli.common import handle_errors
+
 
 @click.command()
 @click.argument("text", required=False)
 @click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+@handle_errors
 def command(text: str | None, limit: int, as_json: bool) -> None:
     """List past tasks; TEXT searches prompts, task ids, models and statuses."""
     from fluxclaw.history import History
