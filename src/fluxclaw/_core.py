@@ -233,6 +233,7 @@ class Core:
         if client_request_id is not None:
             _check_header("client_request_id", client_request_id)
             headers[contract.H_CLIENT_REQUEST_ID] = client_request_id
+        self.refuse_the_key(request.body)  # stored and hand-built bodies too
         path = contract.create_path(request.action)
         return Call("POST", path, json=dict(request.body), headers=headers), key
 

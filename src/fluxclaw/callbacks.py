@@ -95,7 +95,10 @@ class CallbackReceiver:
                     return
 
         status, payload = await self._accept(
-            scope["method"], scope["path"], headers.get("content-length", ""), chunks()
+            scope["method"],
+            scope["path"].removeprefix(scope.get("root_path", "")),  # mounted under a prefix
+            headers.get("content-length", ""),
+            chunks(),
         )
         body = b"" if payload is None else json.dumps(payload).encode()
         kind = [(b"content-type", b"application/json")] if payload is not None else []
@@ -220,8 +223,9 @@ class CallbackReceiver:
                     handled = self.on_confirmed(outcome)
                     if inspect.isawaitable(handled):
                         await handled
-        except Exception:
-            log.warning("could not confirm the callback for task %s", task_id, exc_info=True)
+        except Exception as exc:  # the wait confirms by polling anyway
+            log.warning("could not confirm the callback for task %s: %s", task_id, type(exc))
+            log.debug("the confirmation's error", exc_info=True)
         finally:
             with self._cond:
                 self._confirming.discard(task_id)

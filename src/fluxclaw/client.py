@@ -45,6 +45,7 @@ from fluxclaw.transport import (
 )
 
 T = TypeVar("T")
+Bound = TypeVar("Bound", Result, TaskStatus)
 Dest = str | os.PathLike[str] | None
 BALANCE = Call("GET", contract.BALANCE_PATH)
 ME = Call("GET", contract.ME_PATH)
@@ -115,6 +116,15 @@ class _Base:
         """Cents from the contract's table, without a request; Max is unknown unless configured
         (`prices={"max": {"1k": ...}}`)."""
         return self._core.estimate(model, resolution, count, action)
+
+    def bind(self, found: Bound) -> Bound:
+        """A result or status whose images (and the result itself) keep this client: reading
+        and saving them later goes through it (its pool, size cap and retries), never through a
+        new one. Everything a client returns is bound; the job engine binds its results too."""
+        images = tuple(replace(image, client=self) for image in found.images)
+        if isinstance(found, Result):
+            return replace(found, images=images, client=self)
+        return replace(found, images=images)
 
     def draft(
         self,
@@ -201,7 +211,7 @@ class Client(_Base):
     def generate(self, prompt: str, **options: Unpack[GenerateOptions]) -> Result:
         """Create a text-to-image task and wait for its images (options: `CreateOptions` and
         timeout, on_update, receiver)."""
-        return self._bind(
+        return self.bind(
             self.run_flow(flows.make(self._core, "text_to_image", prompt, (), options))
         )
 
@@ -209,7 +219,7 @@ class Client(_Base):
         self, prompt: str, images: Sequence[ImageSource], **options: Unpack[GenerateOptions]
     ) -> Result:
         """Create a remix task from URLs, local paths or bytes (uploaded first) and wait."""
-        return self._bind(
+        return self.bind(
             self.run_flow(flows.make(self._core, "remix_image", prompt, images, options))
         )
 
@@ -233,7 +243,7 @@ class Client(_Base):
 
     def status(self, task: str | Task, *, action: contract.Action | None = None) -> TaskStatus:
         """One status answer for a task, without waiting."""
-        return self.run_flow(flows.status_once(self._core, task, action))
+        return self.bind(self.run_flow(flows.status_once(self._core, task, action)))
 
     def wait(self, task: str | Task, **options: Unpack[WaitOptions]) -> Result:
         """Wait until the task ends; its id alone is enough (after a timeout, a crash, or --async).
@@ -241,13 +251,7 @@ class Client(_Base):
         Raises TaskFailedError, TaskTimeoutError (resumable) or UnknownStatusError, each with
         the task id. With a `receiver`, a callback wakes the wait instead of the poll schedule.
         """
-        return self._bind(self.run_flow(flows.wait(self._core, task, **options)))
-
-    def _bind(self, result: Result) -> Result:
-        """The result, and each of its images, keep this client: reading and saving them later
-        goes through it (its pool, size cap and retries), never through a new one."""
-        images = tuple(replace(image, client=self) for image in result.images)
-        return replace(result, images=images, client=self)
+        return self.bind(self.run_flow(flows.wait(self._core, task, **options)))
 
     # -- files -----------------------------------------------------------------------------------
 
@@ -359,13 +363,13 @@ class AsyncClient(_Base):
 
     async def generate(self, prompt: str, **options: Unpack[GenerateOptions]) -> Result:
         flow = flows.make(self._core, "text_to_image", prompt, (), options)
-        return self._bind(await self.run_flow(flow))
+        return self.bind(await self.run_flow(flow))
 
     async def remix(
         self, prompt: str, images: Sequence[ImageSource], **options: Unpack[GenerateOptions]
     ) -> Result:
         flow = flows.make(self._core, "remix_image", prompt, images, options)
-        return self._bind(await self.run_flow(flow))
+        return self.bind(await self.run_flow(flow))
 
     async def submit_generate(self, prompt: str, **options: Unpack[SubmitOptions]) -> Task:
         return await self.run_flow(
@@ -388,16 +392,10 @@ class AsyncClient(_Base):
     async def status(
         self, task: str | Task, *, action: contract.Action | None = None
     ) -> TaskStatus:
-        return await self.run_flow(flows.status_once(self._core, task, action))
+        return self.bind(await self.run_flow(flows.status_once(self._core, task, action)))
 
     async def wait(self, task: str | Task, **options: Unpack[WaitOptions]) -> Result:
-        return self._bind(await self.run_flow(flows.wait(self._core, task, **options)))
-
-    def _bind(self, result: Result) -> Result:
-        """The result, and each of its images, keep this client: reading and saving them later
-        goes through it (its pool, size cap and retries), never through a new one."""
-        images = tuple(replace(image, client=self) for image in result.images)
-        return replace(result, images=images, client=self)
+        return self.bind(await self.run_flow(flows.wait(self._core, task, **options)))
 
     async def upload(self, source: ImageSource) -> str:
         return await self.run_flow(flows.upload(self._core, *files.read_source(source, 0)))

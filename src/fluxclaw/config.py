@@ -79,19 +79,21 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
 
 
 def _refuse_if_others_can_write(path: Path) -> None:
-    """A config file someone else owns or may write could point the key at their server
+    """A config file another user owns or may write could point the key at their server
     (`base_url`): it is refused, never read. The file's own owner and mode are judged, not its
-    folders'."""
+    folders'. Root's files (mounted secrets) and the user's own group are trusted."""
+    if not hasattr(os, "getuid"):
+        return  # Windows: no owner and mode bits to judge
     try:
         found = path.stat()
     except OSError:
         return
-    if found.st_uid != os.getuid():
+    if found.st_uid not in (os.getuid(), 0):
         raise errors.ValidationError(
             f"the config file {path} belongs to another user; it could send your key "
             "elsewhere. Remove it, or make it yours with mode 0600."
         )
-    if found.st_mode & 0o022:
+    if found.st_mode & 0o002 or (found.st_mode & 0o020 and found.st_gid != os.getgid()):
         raise errors.ValidationError(
             f"the config file {path} can be written by other users (mode "
             f"{found.st_mode & 0o777:o}); run `chmod 600 {path}`."

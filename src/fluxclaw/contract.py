@@ -286,8 +286,20 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
 def is_loopback(url: str) -> bool:
-    """Whether `url` points at this machine (`localhost`, 127.0.0.0/8, ::1)."""
-    return canonical_base(url).split("://", 1)[-1].split(":")[0].split("/")[0] == "loopback"
+    """Whether `url` points at this machine (`localhost`, 127.0.0.0/8, ::1), judged from its
+    host as written (a host really named `loopback` is not this machine)."""
+    import ipaddress
+
+    try:
+        host = (urlsplit(url.strip()).hostname or "").rstrip(".")
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def canonical_base(url: str) -> str:

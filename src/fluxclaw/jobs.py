@@ -60,6 +60,10 @@ def _submitted(
 ) -> flows.Flow[Task]:
     """Record the exact body, then send it with its key; shared by new and resumed jobs."""
     book.update(request=dict(request.body))
+    if deadline.passed():  # pricing or uploads used the job's time: say so, send nothing
+        message = "the job's timeout passed before its create could be sent (nothing was sent)"
+        book.update(status="rejected", error=message)
+        raise errors.RequestTimeoutError(message)
     try:
         task = yield from flows.create(
             client.core, request, {"idempotency_key": key}, book.watching(on_update), deadline
@@ -156,8 +160,8 @@ def _finish_flow(
     action = None if isinstance(task, str) and not job.prompt else job.action
     seconds = deadline.left(0.1)
     try:
-        result = yield from flows.wait(
-            client.core, task, action, seconds, on_update, receiver, deadline
+        result = yield from flows.wait(  # one look at least, even when time is up
+            client.core, task, action, seconds, on_update, receiver, deadline.at_least(0.1)
         )
     except errors.TaskFailedError as error:
         book.update(status="failed", error=error.message)
@@ -168,6 +172,7 @@ def _finish_flow(
     except errors.FluxclawError as error:
         book.update(status="error", error=error.message)
         raise
+    result = client.bind(result)  # saving it later goes through this client
     book.learned(client, request)
     urls = tuple(image.url for image in result.images)
     # Paid from here on: the row says so until the files are on disk.

@@ -339,7 +339,7 @@ def parse_task(
             f"the server answered a task body that breaks the contract ({problems})",
             request_id=request_id,
             task_id=expected_id,
-        ) from exc
+        ) from None  # pydantic's own error quotes (shortened) server values: the key, maybe
     if not _is_task_id(wire.id):
         raise errors.ServerError(
             f"the server answered a task id that is not a UUID ({wire.id[:60]!r}); refusing it",

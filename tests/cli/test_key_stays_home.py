@@ -49,8 +49,9 @@ def test_plain_http_to_another_machine_needs_an_explicit_yes(run: Run, api: dict
     done = run("generate", "a lamp", "--base-url", "http://192.0.2.1:8080")
     assert done.returncode == contract.EXIT_INVALID
     assert "clear text" in one_line_error(done.stderr) and "--allow-http" in done.stderr
-    with pytest.raises(ValidationError, match="clear text"):
-        Client(api_key=KEY, base_url="http://192.0.2.1:8080")
+    for elsewhere in ("http://192.0.2.1:8080", "http://loopback", "http://127.0.0.1.nip.io"):
+        with pytest.raises(ValidationError, match="clear text"):
+            Client(api_key=KEY, base_url=elsewhere)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         Client(api_key=KEY, base_url="http://192.0.2.1:8080", allow_http=True).close()

@@ -125,3 +125,23 @@ async def test_many_async_waits_each_end_on_their_callback_with_one_get(sandbox:
             r for r in sandbox.requests() if r["method"] == "GET" and result.task_id in r["path"]
         ]
         assert len(gets) == 1, result.task_id
+
+
+def test_the_receiver_works_mounted_under_a_prefix_in_another_asgi_server() -> None:
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    receiver = CallbackReceiver()
+    app = Starlette(routes=[Mount("/hooks", app=receiver)])
+
+    async def post() -> int:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+            answer = await http.post(
+                f"/hooks/callbacks/{receiver.token}", json={"id": TASK, "status": "completed"}
+            )
+            return answer.status_code
+
+    assert asyncio.run(post()) == 200 and receiver.hinted(TASK)

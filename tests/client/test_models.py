@@ -43,3 +43,18 @@ def test_an_image_built_by_hand_takes_a_client_and_the_old_call_warns(
     monkeypatch.setenv("RUNAPI_BASE_URL", fluxclaw_sandbox.base_url)
     with pytest.warns(DeprecationWarning, match="pass client="):
         assert by_hand.read()[:4] == b"\x89PNG"
+
+
+def test_statuses_and_job_results_keep_their_client_too(
+    fluxclaw_sandbox: Any, tmp_path: Path
+) -> None:
+    from fluxclaw import jobs
+
+    with Client(api_key=fluxclaw_sandbox.api_key, base_url=fluxclaw_sandbox.base_url) as client:
+        result = client.generate("a bound teapot")
+        assert client.status(result.task_id).images[0].client is client
+        done = jobs.run(client, jobs.Job.generate("a job's teapot", output=str(tmp_path)))
+        assert done.result is not None and done.result.client is client
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            done.result.save(tmp_path / "again")
