@@ -357,3 +357,15 @@ def test_hostile_batch_files_give_bad_rows_or_one_clear_error(
     assert endless.returncode == contract.EXIT_INVALID
     assert "line 1 is longer than 1024 KiB" in endless.stderr
     assert charges(sandbox) == 2
+
+
+def test_csv_rows_are_named_by_the_line_they_start_on(tmp_path: Path) -> None:
+    from fluxclaw.batch.rows import BadFile
+
+    file = tmp_path / "rows.csv"
+    file.write_text('prompt,name\n"a cat\non two lines",cat\n"a dog",dog\n,empty\n"a bird",bird\n')
+    rows, bad = read_rows(file)
+    assert [r.line for r in rows] == [2, 4, 6] and [b.line for b in bad] == [5]
+    file.write_text("prompt\n" + "a" * (1024 * 1024 + 10) + "\n")  # one endless line
+    with pytest.raises(BadFile, match="line 2 is longer than 1024 KiB"):
+        read_rows(file)

@@ -114,13 +114,30 @@ def _csv_records(path: Path) -> list[tuple[int, Any]]:
     csv.field_size_limit(LINE_MAX)  # a cell of at most LINE_MAX characters
     records: list[tuple[int, Any]] = []
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        try:
-            for record in reader:
-                records.append(_csv_row(reader.line_num, record))
-        except csv.Error as exc:
-            raise BadFile(f"line {reader.line_num}: {exc}; fix the CSV file") from exc
+        lines = _bounded_lines(handle)
+        reader = csv.DictReader(lines)
+        while True:
+            first = reader.line_num + 1  # a row is named by the line it starts on
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                raise BadFile(f"line {reader.line_num}: {exc}; fix the CSV file") from exc
+            records.append(_csv_row(max(first, 2), record))
     return [item for item in records if item[1] is not None]
+
+
+def _bounded_lines(handle: Any) -> Any:
+    """The file's lines, each read with a limit: a line longer than LINE_MAX (a file with no
+    line ends at all, /dev/zero) refuses the file instead of filling memory."""
+    for number, line in enumerate(iter(lambda: handle.readline(LINE_MAX + 1), ""), 1):
+        if len(line) > LINE_MAX:
+            raise BadFile(
+                f"line {number} is longer than {LINE_MAX // 1024} KiB; a batch file has "
+                "one JSON object (or CSV row) per line"
+            )
+        yield line
 
 
 def _csv_row(line: int, record: dict[str | Any, Any]) -> tuple[int, Any]:
