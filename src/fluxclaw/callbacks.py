@@ -212,9 +212,12 @@ class CallbackReceiver:
     async def _confirm(self, task_id: str) -> None:
         assert self.confirm is not None
         try:
-            outcome = self.confirm(task_id)
-            if inspect.isawaitable(outcome):
-                outcome = await outcome
+            if inspect.iscoroutinefunction(self.confirm):
+                outcome = await self.confirm(task_id)
+            else:  # a blocking GET (`client.get`) must not hold the server's loop
+                outcome = await asyncio.to_thread(self.confirm, task_id)
+                if inspect.isawaitable(outcome):
+                    outcome = await outcome
             done = getattr(outcome, "done", True)
             if done:
                 with self._cond:

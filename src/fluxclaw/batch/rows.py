@@ -111,7 +111,14 @@ def _depth(value: Any) -> int:
 
 
 def _csv_records(path: Path) -> list[tuple[int, Any]]:
-    csv.field_size_limit(LINE_MAX)  # a cell of at most LINE_MAX characters
+    before = csv.field_size_limit(LINE_MAX)  # a cell of at most LINE_MAX characters, here only
+    try:
+        return _csv_rows(path)
+    finally:
+        csv.field_size_limit(before)
+
+
+def _csv_rows(path: Path) -> list[tuple[int, Any]]:
     records: list[tuple[int, Any]] = []
     with path.open(encoding="utf-8-sig", newline="") as handle:
         lines = _bounded_lines(handle)
