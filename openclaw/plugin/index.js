@@ -103,7 +103,7 @@ function checkRequest(req) {
 }
 
 // One fluxclaw task in a child process: its JSON answer, or an error naming the task id.
-function runFluxclaw(command, args, env, timeoutMs) {
+function runFluxclaw(command, args, env, timeoutMs, out) {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { env, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
@@ -136,7 +136,7 @@ function runFluxclaw(command, args, env, timeoutMs) {
       const taskId = answer.task_id;
       const reason = answer.error || stderr.trim().split("\n").pop() || `fluxclaw exited with ${code}`;
       if (killed || answer.exit_code === EXIT_CODES.timeout) {
-        const resume = taskId ? `; task ${taskId} keeps running: finish it with \`fluxclaw resume ${taskId}\` (no new charge)` : "";
+        const resume = taskId ? `; task ${taskId} keeps running: finish it with \`fluxclaw resume ${taskId}\` (no new charge; the image is saved in ${out})` : "";
         reject(new RunapiError(`runapi: timed out after ${Math.round(timeoutMs / 1000)}s${resume}`));
         return;
       }
@@ -181,7 +181,7 @@ async function generateImage(req, registered) {
       if (checked.resolution) args.push("--resolution", checked.resolution);
       if (["png", "jpeg", "webp"].includes(req.outputFormat)) args.push("--format", req.outputFormat);
       args.push("--", req.prompt);
-      runs.push(runFluxclaw(command, args, env, timeoutMs));
+      runs.push(runFluxclaw(command, args, env, timeoutMs, out));
     }
     const settled = await Promise.allSettled(runs);
     const done = settled.filter((s) => s.status === "fulfilled").map((s) => s.value);

@@ -210,6 +210,7 @@ def test_a_time_out_names_the_task_to_resume(claw: OpenClaw, fluxclaw_sandbox_fa
     message = answer["error"]["message"]
     task_id = slow.tasks()[0]["id"]
     assert "timed out" in message and f"fluxclaw resume {task_id}" in message, message
+    assert str(Path(claw.env["FLUXCLAW_DATA_DIR"]) / "openclaw") in message  # where it goes
     assert slow.ledger()["charges"] == []
 
 
