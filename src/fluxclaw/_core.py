@@ -278,14 +278,13 @@ class Core:
     def status_call(self, task_id: str, action: contract.Action) -> Call:
         return Call("GET", contract.status_path(action, task_id), task_id=task_id)
 
-    def create_failed(self, error: errors.FluxclawError, key: str) -> errors.FluxclawError:
+    def create_failed(self, error: errors.FluxclawError, key: str) -> None:
         """A create that got no answer may still have made a task: the key gets it back."""
         if error.unclear or error.maybe_sent:
             error.hint = (
                 f"The task may exist: retry with idempotency_key={key!r} to get it back "
                 "without paying twice."
             )
-        return error
 
     def submitted(self, task: Task) -> TaskStatus:
         """What `on_update` hears first: the task id, before any waiting."""

@@ -37,17 +37,17 @@ Flow = flows.Flow["JobResult"]
 SAVE_FLOOR = 3.0
 
 
-def _create_failed(error: errors.FluxclawError, key: str, book: Book) -> errors.FluxclawError:
+def _create_failed(error: errors.FluxclawError, key: str, book: Book) -> None:
+    """Record a failed create, and give the error its resume hint when a task may exist."""
     # The error class says whether the server refused it; an unclear earlier try overrides.
     if error.refused and not error.maybe_sent:
         book.update(status="rejected", error=error.message)
-        return error
+        return
     book.update(status="unanswered", error=error.message)
     error.hint = (
         "The task may exist and be charged: finish it without paying twice with "
         f"`fluxclaw resume {key}` (it resends the same create with the same idempotency key)."
     )
-    return error
 
 
 def _submitted(
@@ -421,7 +421,7 @@ def _started(client: _Base, job: Job, options: RunOptions) -> Flow:
         )
         return _guarded(flow, book)
 
-    return _patient(attempt, None, job.idempotency_key, history, options)
+    return _patient(attempt, job.idempotency_key, history, options)
 
 
 def _resumed(client: _Base, entry: Entry, options: ResumeOptions) -> Flow:
@@ -451,7 +451,6 @@ def _resume_options(options: RunOptions) -> ResumeOptions:
 
 def _patient(
     attempt: Callable[[Entry | None], Flow],
-    entry: Entry | None,
     key: str | None,
     history: History | None,
     options: RunOptions | ResumeOptions,
@@ -462,6 +461,7 @@ def _patient(
     patience = options.get("patience")
     started = time.monotonic()
     tries = 0
+    entry: Entry | None = None  # the first try starts (or resumes) as asked
     while True:
         try:
             return (yield from attempt(entry))
@@ -489,7 +489,7 @@ def _resuming(client: _Base, entry: Entry, options: ResumeOptions) -> Flow:
     def attempt(found: Entry | None) -> Flow:
         return _resumed(client, found or entry, options)
 
-    return _patient(attempt, None, entry.idempotency_key, options.get("history"), options)
+    return _patient(attempt, entry.idempotency_key, options.get("history"), options)
 
 
 def resume(client: Client, entry: Entry, **options: Unpack[ResumeOptions]) -> JobResult:
