@@ -24,7 +24,8 @@ OPENCLAW := openclaw/runtime/node_modules/.bin/openclaw
 $(OPENCLAW): openclaw/runtime/package.json
 	openclaw/runtime/install.sh
 
-CHROMIUM := /usr/bin/chromium
+# Debian's chromium, unpacked into the project without root (tests/setup/install-chromium.sh).
+CHROMIUM := .cache/chromium/bin/chromium
 
 $(CHROMIUM):
 	tests/setup/install-chromium.sh

@@ -1,6 +1,6 @@
-"""The batch gallery in a real headless Chromium (Debian's, installed by `make test`): it opens
-from disk, every thumbnail loads, and failures show as failures. `FLUXCLAW_WRITE_DOCS=1` also
-writes the screenshot to docs/gallery.png."""
+"""The batch gallery in a real headless Chromium (Debian's, unpacked into .cache/chromium by
+`make test` without root): it opens from disk, every thumbnail loads, and failures show as
+failures. `FLUXCLAW_WRITE_DOCS=1` also writes the screenshot to docs/gallery.png."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from websockets.sync.client import ClientConnection, connect
 FLUXCLAW = str(Path(sys.executable).with_name("fluxclaw"))
 KEY = "sk-gallery-SECRET-91f0"
 DOCS = Path(__file__).parents[2] / "docs"
+CHROMIUM = Path(__file__).parents[2] / ".cache" / "chromium" / "bin" / "chromium"
 
 
 class Browser:
@@ -62,12 +62,11 @@ class Browser:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Browser]:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("chromium is not installed: `make test` installs Debian's chromium package")
+    if not CHROMIUM.exists():
+        pytest.fail(f"no {CHROMIUM}: `make test` unpacks it (tests/setup/install-chromium.sh)")
     proc = subprocess.Popen(
         [
-            chromium,
+            str(CHROMIUM),
             "--headless=new",
             "--no-sandbox",
             "--remote-debugging-port=0",
