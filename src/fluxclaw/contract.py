@@ -58,6 +58,9 @@ UPLOAD_MAX_BYTES: Final = 25 * 1024 * 1024
 # fluxclaw's own limits on a batch file: a line (JSON Lines) or a CSV cell, and JSON nesting.
 BATCH_MAX_LINE_BYTES: Final = 1024 * 1024
 BATCH_MAX_NESTING: Final = 32
+# Rows of one batch file: a plan keeps a few hundred bytes per row (never the row itself), so
+# this many stay far below 300 MB; a larger catalogue is split into several batches.
+BATCH_MAX_ROWS: Final = 100_000
 
 _COMMON_FIELDS: Final = frozenset(
     {

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,11 +328,30 @@ class History:
             ).fetchone()
         return int(found[0])
 
-    def in_batch(self, batch: str) -> list[Entry]:
-        """Every row of a batch, oldest first."""
+    def in_batch(self, batch: str, identity: str | None = None) -> list[Entry]:
+        """Every row of a batch (or of one of its identities), oldest first."""
+        query, args = "SELECT * FROM tasks WHERE batch = ?", [batch]
+        if identity is not None:
+            query, args = query + " AND identity = ?", [batch, identity]
         with self._db() as db:
-            rows = db.execute("SELECT * FROM tasks WHERE batch = ? ORDER BY id", (batch,))
+            rows = db.execute(query + " ORDER BY id", args)
             return [_entry(row) for row in rows.fetchall()]
+
+    def paid_slots(self, batch: str, *, besides: Container[str]) -> set[str]:
+        """Where a batch has a paid image (its rows' slots) that no identity in `besides` asks
+        for: a row there now asks for something new."""
+        slots: set[str] = set()
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT identity, job FROM tasks WHERE batch = ? AND status = 'completed'",
+                (batch,),
+            )
+            for identity, job in rows:
+                if identity not in besides:
+                    slot = json.loads(job or "{}").get("slot")
+                    if isinstance(slot, str):
+                        slots.add(slot)
+        return slots
 
     def tag(self, row: int, *, batch: str, identity: str) -> None:
         """Claim an existing row (made before batches were ledger rows) for a batch."""

@@ -18,10 +18,11 @@ import tempfile
 import time
 import warnings
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, BinaryIO, TypedDict
 
 from fluxclaw import errors
 from fluxclaw.deadline import Deadline
@@ -284,10 +285,17 @@ def check_image(data: bytes, url: str = "") -> tuple[int, int]:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Readers see the old file or the whole new one, never half of it."""
+    with atomic_writer(path) as handle:
+        handle.write(data)
+
+
+@contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """`atomic_write` for a file written a piece at a time (a manifest of many rows)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import html
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from fluxclaw import saving
 
@@ -52,8 +54,28 @@ def thumbnail(out: Path, image: Path) -> Path | None:
 
 
 def write_gallery(out: Path, rows: Iterable[Mapping[str, Any]], title: str = "") -> Path:
-    """index.html in `out`, with links relative to it (so the folder can move)."""
-    cards = []
+    """index.html in `out`, with links relative to it (so the folder can move). Cards are
+    written as they are made (a batch may have 100,000 rows), then put under the summary."""
+    with tempfile.TemporaryFile() as cards:
+        done, failed, spent = _cards(out, rows, cards)
+        heading = html.escape(title or f"fluxclaw: {out.name}")
+        index = out / "index.html"
+        with saving.atomic_writer(index) as page:
+            page.write(
+                f'<!doctype html><html lang="en"><meta charset="utf-8"><title>{heading}</title>'
+                f"<style>{_STYLE}</style><h1>{heading}</h1>"
+                f'<p class="sum">{done} images, {failed} failed, ${spent:.2f} spent</p>'
+                '<div class="grid">'.encode()
+            )
+            cards.seek(0)
+            shutil.copyfileobj(cards, page)
+            page.write(b"</div></html>\n")
+    return index
+
+
+def _cards(
+    out: Path, rows: Iterable[Mapping[str, Any]], cards: IO[bytes]
+) -> tuple[int, int, float]:
     done = failed = 0
     spent = 0.0
     for row in rows:
@@ -65,43 +87,41 @@ def write_gallery(out: Path, rows: Iterable[Mapping[str, Any]], title: str = "")
             if v
         )
         cost = row.get("cost_usd")
-        if cost:
+        if isinstance(cost, int | float) and not isinstance(cost, bool) and cost > 0:
             spent += float(cost)
             tags += f" · ${float(cost):.2f}"
         prompt = html.escape(str(row.get("prompt") or ""))
         if status in ("done", "completed") and path is not None and path.is_file():
             done += 1
             thumb = thumbnail(out, path) or path
-            cards.append(
+            _card(
+                cards,
                 f'<div class="card"><a href="{_rel(out, path)}">'
                 f'<img src="{_rel(out, thumb)}" alt="{prompt}" loading="lazy"></a>'
                 f'<div class="meta"><p class="prompt">{prompt}</p>'
-                f'<div class="tags">{tags}</div></div></div>'
+                f'<div class="tags">{tags}</div></div></div>',
             )
         elif status in ("failed", "error", "invalid", "over_budget", "rejected"):
             failed += 1
             error = html.escape(str(row.get("error") or status))
             where = f"line {html.escape(str(row['line']))}: " if row.get("line") else ""
-            cards.append(
+            _card(
+                cards,
                 f'<div class="card failed"><p class="err">{status}: {where}{error}</p>'
                 f'<div class="meta"><p class="prompt">{prompt}</p>'
-                f'<div class="tags">{tags}</div></div></div>'
+                f'<div class="tags">{tags}</div></div></div>',
             )
         else:
-            cards.append(
+            _card(
+                cards,
                 f'<div class="card waiting"><div class="meta"><p class="prompt">{prompt}</p>'
-                f'<div class="tags">{html.escape(status)} {tags}</div></div></div>'
+                f'<div class="tags">{html.escape(status)} {tags}</div></div></div>',
             )
-    heading = html.escape(title or f"fluxclaw: {out.name}")
-    page = (
-        f'<!doctype html><html lang="en"><meta charset="utf-8"><title>{heading}</title>'
-        f"<style>{_STYLE}</style><h1>{heading}</h1>"
-        f'<p class="sum">{done} images, {failed} failed, ${spent:.2f} spent</p>'
-        f'<div class="grid">{"".join(cards)}</div></html>\n'
-    )
-    index = out / "index.html"
-    saving.atomic_write(index, page.encode())
-    return index
+    return done, failed, spent
+
+
+def _card(cards: IO[bytes], text: str) -> None:
+    cards.write(text.encode())
 
 
 def _rel(out: Path, path: Path) -> str:

@@ -11,7 +11,7 @@ library batches), else one made from the journal's key, task id, state, cost and
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
@@ -29,7 +29,7 @@ OLD_HISTORY = Path(".fluxclaw") / "tasks.sqlite"
 _STATES = {"done": "completed", "failed": "failed", "submitted": "unanswered", "error": "error"}
 
 
-def adopt_journal(out: Path, history: History, rows: Sequence[tuple[Row, Job]]) -> None:
+def adopt_journal(out: Path, history: History, rows: Iterable[tuple[Row, Job]]) -> None:
     """Claim in the ledger each old journal row that a planned row (its fingerprint row, and
     its job with identity, name and options) matches."""
     path = out / JOURNAL

@@ -8,21 +8,26 @@ ledger row (the user's history) carries both, so comments, blank lines, reorderi
 journal or another door re-running the batch pay nothing again. A row that asks for something
 new under a name (or prompt) already paid for is `changed`: it is made again only when the user
 says so, beside the old image, never over it.
+
+A plan keeps a few small values per row (its `Decision`), never the row: the run and the
+manifest read the rows again (`Plan.each`), drafted the same way, so a file of any size is
+planned and run in bounded memory (at most `contract.BATCH_MAX_ROWS` rows).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fluxclaw import contract, errors, jobs, saving
-from fluxclaw.batch.rows import BadRow, Row
+from fluxclaw.batch.rows import BadFile, BadRow, Row
 from fluxclaw.files import EXTENSIONS, SUFFIX, ImageFormat
 from fluxclaw.history import UNFINISHED, Entry, History
 
@@ -32,6 +37,7 @@ if TYPE_CHECKING:
 # Keys are uuid5 names in this namespace: the same batch folder and identity, the same key.
 NAMESPACE = uuid.UUID("5b0f6f4e-2d1c-4d7e-9a59-6f1c1c0a7e31")
 KINDS = ("done", "new", "changed", "unfinished", "failed", "bad")
+BAD_KEPT = 100  # bad rows a plan keeps to show; the manifest lists them all
 
 
 @dataclass(frozen=True)
@@ -42,14 +48,25 @@ class Defaults:
     format: ImageFormat | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a run does with one row, in a few numbers (the row itself is read again)."""
+
+    kind: str  # done, new, changed, unfinished or failed
+    entry_id: int | None  # the ledger row it finishes or reports (its latest)
+    key_id: int | None  # a ledger row whose key a new create sends again
+    failures: int  # failed tasks of this identity: each retry gets a new key
+    estimate_cents: int | None
+
+
 @dataclass(frozen=True)
 class Planned:
-    """One row, as this run sees it: its job (key, name, batch, identity) and what to do."""
+    """One row as a run meets it: its job (key, name, batch, identity) and what to do."""
 
     row: Row
     job: jobs.Job
-    kind: str  # done, new, changed, unfinished or failed
-    entry: Entry | None  # its latest ledger row
+    kind: str
+    entry: Entry | None  # its latest ledger row, when the run finishes or reports it
     estimate_cents: int | None
 
     def to_json(self) -> dict[str, Any]:
@@ -65,39 +82,138 @@ class Planned:
         }
 
 
+class Drafter:
+    """Rows to jobs (identity, file name, slot), the same on every read of the same rows: the
+    plan and the run meet each row with the same identity."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        out: Path,
+        defaults: Defaults,
+        base: Path,
+        callback_url: str | None,
+    ) -> None:
+        self.client = client
+        self.out = out
+        self.defaults = defaults
+        self.base = base
+        self.callback_url = callback_url
+        self.hashes: dict[str, str] = {}  # local source -> hash of its bytes, read once
+
+    def drafts(self, rows: Iterable[Row | BadRow]) -> Iterator[tuple[Row, jobs.Job] | BadRow]:
+        seen: Counter[str] = Counter()
+        prompts: Counter[str] = Counter()
+        names: dict[str, int] = {}
+        for raw in rows:
+            if isinstance(raw, BadRow):
+                yield raw
+                continue
+            row = _with_defaults(raw, self.defaults, self.base)
+            try:
+                job = _job(row, self.out, self.callback_url, self.defaults.format)
+                self.client.draft(job.action, job.prompt, job.sources, job.options())
+                if row.name:  # a file name is written where others may read it
+                    self.client.core.refuse_the_key({"name": row.name})
+                digest = _digest(row, job, self.hashes)
+            except errors.FluxclawError as error:
+                yield BadRow(row.line, error.message)
+                continue
+            except OSError as error:
+                yield BadRow(row.line, f"cannot read a source image ({error})")
+                continue
+            occurrence = seen[digest]
+            seen[digest] += 1
+            prompt_key = hashlib.sha256(row.prompt.encode()).hexdigest()[:12]
+            slot = row.name or f"p-{prompt_key}.{prompts[prompt_key]}"
+            prompts[prompt_key] += 1
+            stem = _stem(row, digest, occurrence)
+            final = (stem + SUFFIX[job.format or "png"]).lower()
+            if final in names:
+                yield BadRow(row.line, f"file name {final} is already used by line {names[final]}")
+                continue
+            names[final] = row.line
+            identity = f"{digest}.{occurrence}"
+            yield row, replace(job, stem=stem, identity=identity, slot=slot)
+
+
 @dataclass
 class Plan:
     batch: str
-    rows: list[Planned]
-    bad: list[BadRow]
+    rows: Iterable[Row | BadRow]  # read again by `each`
+    drafter: Drafter
+    decisions: dict[str, Decision]  # by identity
+    bad: list[BadRow]  # the first BAD_KEPT bad rows
+    bad_count: int = 0
     retry_failed: bool = False
     counts: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        self.counts = Counter(p.kind for p in self.rows)
-        self.counts["bad"] = len(self.bad)
+        self.counts = Counter(d.kind for d in self.decisions.values())
+        self.counts["bad"] = self.bad_count
+
+    @property
+    def runnable(self) -> int:
+        """Rows that are not bad."""
+        return len(self.decisions)
+
+    def creates(self, decision: Decision) -> bool:
+        """Whether a run sends a new create for this row."""
+        return decision.kind in ("new", "changed") or (
+            decision.kind == "failed" and self.retry_failed
+        )
 
     @property
     def estimate_cents(self) -> int | None:
         """What the rows this run creates would cost (None: one has no known price)."""
         total = 0
-        for planned in self.rows:
-            if planned.kind in ("new", "changed") or (
-                planned.kind == "failed" and self.retry_failed
-            ):
-                if planned.estimate_cents is None:
+        for decision in self.decisions.values():
+            if self.creates(decision):
+                if decision.estimate_cents is None:
                     return None
-                total += planned.estimate_cents
+                total += decision.estimate_cents
         return total
 
-    def to_json(self) -> dict[str, Any]:
+    def each(self, history: History) -> Iterator[Planned | BadRow]:
+        """The rows again, in file order, each with its job and key; a row the file no longer
+        has as planned (it changed since) is a bad row."""
+        for item in self.drafter.drafts(self.rows):
+            if isinstance(item, BadRow):
+                yield item
+                continue
+            row, job = item
+            decision = self.decisions.get(job.identity or "")
+            if decision is None:
+                yield BadRow(row.line, "the file changed while the batch ran; run it again")
+                continue
+            entry = None if decision.entry_id is None else history.get(decision.entry_id)
+            if decision.kind == "failed" and self.retry_failed:
+                entry = None  # a new create with a new key: the old key would replay the failure
+            reused = None if decision.key_id is None else history.get(decision.key_id)
+            if entry is not None and entry.idempotency_key:
+                key = entry.idempotency_key
+            elif reused is not None and reused.idempotency_key:
+                key = reused.idempotency_key
+            else:
+                name = f"{self.batch}\n{job.identity}\n{decision.failures}"
+                key = str(uuid.uuid5(NAMESPACE, name))
+            job = replace(job, idempotency_key=key, batch=self.batch)
+            yield Planned(row, job, decision.kind, entry, decision.estimate_cents)
+
+    def to_json(self, history: History) -> Iterator[str]:
+        """The plan as one JSON object, written a row at a time."""
         cents = self.estimate_cents
-        return {
-            **{kind: self.counts.get(kind, 0) for kind in KINDS},
-            "estimate_usd": None if cents is None else round(cents / 100, 2),
-            "rows": [p.to_json() for p in self.rows]
-            + [{"line": b.line, "kind": "bad", "error": b.error} for b in self.bad],
-        }
+        head: dict[str, Any] = {kind: self.counts.get(kind, 0) for kind in KINDS}
+        head["estimate_usd"] = None if cents is None else round(cents / 100, 2)
+        yield json.dumps(head)[:-1] + ', "rows": ['
+        for number, item in enumerate(self.each(history)):
+            line = (
+                item.to_json()
+                if isinstance(item, Planned)
+                else {"line": item.line, "kind": "bad", "error": item.error}
+            )
+            yield ("" if number == 0 else ", ") + json.dumps(line)
+        yield "]}"
 
     def describe(self) -> str:
         """One line a person reads before paying."""
@@ -113,98 +229,91 @@ class Plan:
 
 def plan_batch(
     client: AsyncClient,
-    rows: Sequence[Row],
+    rows: Iterable[Row | BadRow],
     out: Path,
     history: History,
     *,
-    bad_rows: Sequence[BadRow] = (),
+    bad_rows: Iterable[BadRow] = (),
     defaults: Defaults = Defaults(),
     sources_from: Path | None = None,
     retry_failed: bool = False,
     callback_url: str | None = None,
 ) -> Plan:
     """What a run of `rows` into `out` would do; reads local sources and the ledger, sends
-    nothing."""
+    nothing. `rows` is read again by the run (a list, or a `RowFile`); a one-shot iterator is
+    read into a list first. Raises `BadFile` for a file past `contract.BATCH_MAX_ROWS`."""
     from fluxclaw.batch import legacy
 
+    if iter(rows) is rows:  # an iterator: it cannot be read twice
+        rows = list(rows)
+    bad_given = list(bad_rows)
+    if bad_given:
+        rows = _merged(rows, bad_given)
     batch = str(out)
-    base = sources_from or Path.cwd()
-    hashes: dict[str, str] = {}
-    seen: Counter[str] = Counter()
-    prompts: Counter[str] = Counter()
-    names: dict[str, int] = {}
-    bad = list(bad_rows)
-    drafted: list[tuple[Row, str, jobs.Job]] = []
-    for raw in rows:
-        row = _with_defaults(raw, defaults, base)
-        try:
-            job = _job(row, out, callback_url, defaults.format)
-            client.draft(job.action, job.prompt, job.sources, job.options())
-            if row.name:  # a file name is written where others may read it
-                client.core.refuse_the_key({"name": row.name})
-            digest = _digest(row, job, hashes)
-        except errors.FluxclawError as error:
-            bad.append(BadRow(row.line, error.message))
-            continue
-        except OSError as error:
-            bad.append(BadRow(row.line, f"cannot read a source image ({error})"))
-            continue
-        occurrence = seen[digest]
-        seen[digest] += 1
-        prompt_key = hashlib.sha256(row.prompt.encode()).hexdigest()[:12]
-        slot = row.name or f"p-{prompt_key}.{prompts[prompt_key]}"
-        prompts[prompt_key] += 1
-        stem = _stem(row, digest, occurrence)
-        final = (stem + SUFFIX[job.format or "png"]).lower()
-        if final in names:
-            bad.append(
-                BadRow(row.line, f"file name {final} is already used by line {names[final]}")
-            )
-            continue
-        names[final] = row.line
-        identity = f"{digest}.{occurrence}"
-        drafted.append((row, identity, replace(job, stem=stem, identity=identity, slot=slot)))
-
-    # Older journals fingerprinted rows with the default format merged in.
+    drafter = Drafter(client, out, defaults, sources_from or Path.cwd(), callback_url)
+    # Older journals fingerprinted rows with the default format merged in (read only if one).
     legacy.adopt_journal(
-        out, history, [(replace(r, format=r.format or defaults.format), j) for r, _, j in drafted]
+        out,
+        history,
+        (
+            (replace(r, format=r.format or defaults.format), j)
+            for r, j in _good(drafter.drafts(rows))
+        ),
     )
-    ledger: dict[str, list[Entry]] = {}
-    for found in history.in_batch(batch):
-        ledger.setdefault(found.identity or "", []).append(found)
-    wanted = {identity for _, identity, _ in drafted}
-    # Where an image was paid for that the file no longer asks for: a row there now is a change.
-    paid_slots = {
-        entry.job.get("slot")
-        for identity, entries in ledger.items()
-        if identity not in wanted
-        for entry in entries
-        if entry.status == "completed"
-    }
-    planned: list[Planned] = []
-    for row, identity, job in drafted:
-        entries = ledger.get(identity, [])
+    decisions: dict[str, Decision] = {}
+    new_slots: dict[str, str] = {}  # identity -> slot, of the rows that look new
+    bad: list[BadRow] = []
+    bad_count = 0
+    for item in drafter.drafts(rows):
+        if isinstance(item, BadRow):
+            bad_count += 1
+            if len(bad) < BAD_KEPT:
+                bad.append(item)
+            continue
+        if len(decisions) >= contract.BATCH_MAX_ROWS:
+            raise BadFile(
+                f"it has more than {contract.BATCH_MAX_ROWS:,} rows; split it into batches "
+                "of at most that many (each into its own folder)"
+            )
+        _, job = item
+        identity = job.identity or ""
+        entries = history.in_batch(batch, identity)
         latest: Entry | None = entries[-1] if entries else None
         if latest is None:  # the folder moved, or the ledger was lost: the files still tell
             latest = _on_disk(history, batch, job)
-        failures = sum(e.status == "failed" for e in entries)
-        kind, entry = _kind(latest, job.slot in paid_slots or _taken(job))
-        if kind == "failed" and retry_failed:
-            entry = None  # a new create with a new key: the old key would replay the failure
-        if entry is not None and entry.idempotency_key:
-            key = entry.idempotency_key
-        elif (
-            latest is not None and latest.status in ("rejected", "gone") and latest.idempotency_key
-        ):
-            key = latest.idempotency_key  # refused before anything was made: the same key again
-        else:
-            key = str(uuid.uuid5(NAMESPACE, f"{batch}\n{identity}\n{failures}"))
-        job = replace(job, idempotency_key=key, batch=batch)
+        kind, entry = _kind(latest, _taken(job))
+        if kind == "new" and job.slot:
+            new_slots[identity] = job.slot
         resolution = job.resolution or contract.DEFAULT_RESOLUTION
         estimate = client.estimate_cost(job.model, resolution, action=job.action).total_cents
-        planned.append(Planned(row, job, kind, entry, estimate))
-    bad.sort(key=lambda item: item.line)
-    return Plan(batch, planned, bad, retry_failed)
+        reuse = (
+            latest.id
+            if entry is None
+            and latest is not None
+            and latest.status in ("rejected", "gone")
+            and latest.idempotency_key
+            else None  # refused before anything was made: the same key again
+        )
+        failures = sum(e.status == "failed" for e in entries)
+        decisions[identity] = Decision(kind, entry.id if entry else None, reuse, failures, estimate)
+    # Where an image was paid for that the file no longer asks for: a row there now is a change.
+    if new_slots:
+        paid = history.paid_slots(batch, besides=decisions)
+        for identity, slot in new_slots.items():
+            if slot in paid:
+                decisions[identity] = replace(decisions[identity], kind="changed")
+    return Plan(batch, rows, drafter, decisions, bad, bad_count, retry_failed)
+
+
+def _merged(rows: Iterable[Row | BadRow], bad: list[BadRow]) -> list[Row | BadRow]:
+    """Rows and bad rows given apart (`read_rows`), in line order."""
+    return sorted(itertools.chain(rows, bad), key=lambda item: item.line)
+
+
+def _good(items: Iterable[tuple[Row, jobs.Job] | BadRow]) -> Iterator[tuple[Row, jobs.Job]]:
+    for item in items:
+        if not isinstance(item, BadRow):
+            yield item
 
 
 def _saved_as(job: jobs.Job) -> Path:

@@ -11,6 +11,7 @@ import csv
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from fluxclaw.files import FORMATS, ImageFormat
 FIELDS = ("prompt", "model", "aspect_ratio", "resolution", "images", "name", "format")
 # A name becomes a file name in the output folder: letters, digits, dot, dash, underscore.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")  # control characters but tab and line feed
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,34 +58,65 @@ LINE_MAX = contract.BATCH_MAX_LINE_BYTES
 NESTING_MAX = contract.BATCH_MAX_NESTING
 
 
+class RowFile:
+    """A batch file as rows, read again from disk on every iteration: a plan reads it once to
+    decide, a run again to send, the manifest once more, and none holds more than a row."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __iter__(self) -> Iterator[Row | BadRow]:
+        return iter_rows(self.path)
+
+    def __repr__(self) -> str:
+        return f"RowFile({str(self.path)!r})"
+
+
 def read_rows(path: Path) -> tuple[list[Row], list[BadRow]]:
-    """Rows from a .jsonl/.json or .csv file (by suffix; JSON Lines otherwise), read as a
-    stream: a line (or a CSV cell) longer than LINE_MAX refuses the file with `BadFile`, so no
-    input, `/dev/zero` included, is read whole into memory."""
-    if path.suffix.lower() == ".csv":
-        return _split(_csv_records(path))
-    return _split(_jsonl_records(path))
+    """Every row of a (small) file in memory; `RowFile` reads a file of any size as a stream."""
+    rows: list[Row] = []
+    bad: list[BadRow] = []
+    for item in iter_rows(path):
+        if isinstance(item, Row):
+            rows.append(item)
+        else:
+            bad.append(item)
+    return rows, bad
 
 
-def _jsonl_records(path: Path) -> list[tuple[int, Any]]:
-    records: list[tuple[int, Any]] = []
+def iter_rows(path: Path) -> Iterator[Row | BadRow]:
+    """Rows from a .jsonl/.json or .csv file (by suffix; JSON Lines otherwise), in file order,
+    read as a stream: a line (or a CSV cell) longer than LINE_MAX refuses the file with
+    `BadFile`, so no input, `/dev/zero` included, is read whole into memory."""
+    records = _csv_records(path) if path.suffix.lower() == ".csv" else _jsonl_records(path)
+    for line, record in records:
+        try:
+            yield _row(line, record)
+        except ValueError as exc:
+            yield BadRow(line, str(exc))
+
+
+def _too_long(number: int) -> BadFile:
+    return BadFile(
+        f"line {number} is longer than {LINE_MAX // 1024} KiB; a batch file has "
+        "one JSON object (or CSV row) per line"
+    )
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
     with path.open("rb") as handle:
         # The file's own lines: only "\n" ends one (U+2028 inside a string does not).
         for number, raw in enumerate(iter(lambda: handle.readline(LINE_MAX + 1), b""), 1):
             if len(raw) > LINE_MAX:
-                raise BadFile(
-                    f"line {number} is longer than {LINE_MAX // 1024} KiB; a batch file has "
-                    "one JSON object (or CSV row) per line"
-                )
+                raise _too_long(number)
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
             except UnicodeDecodeError:
-                records.append((number, ValueError("not UTF-8 text")))
+                yield number, ValueError("not UTF-8 text")
                 continue
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
-            records.append((number, _json_row(line)))
-    return records
+            yield number, _json_row(line)
 
 
 def _json_row(line: str) -> Any:
@@ -110,40 +143,32 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _csv_records(path: Path) -> list[tuple[int, Any]]:
-    before = csv.field_size_limit(LINE_MAX)  # a cell of at most LINE_MAX characters, here only
-    try:
-        return _csv_rows(path)
-    finally:
-        csv.field_size_limit(before)
-
-
-def _csv_rows(path: Path) -> list[tuple[int, Any]]:
-    records: list[tuple[int, Any]] = []
+def _csv_records(path: Path) -> Iterator[tuple[int, Any]]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        lines = _bounded_lines(handle)
-        reader = csv.DictReader(lines)
+        reader = csv.DictReader(_bounded_lines(handle))
         while True:
             first = reader.line_num + 1  # a row is named by the line it starts on
+            # A cell of at most LINE_MAX characters, for this read only (the limit is global).
+            before = csv.field_size_limit(LINE_MAX)
             try:
                 record = next(reader)
             except StopIteration:
-                break
-            except csv.Error as exc:
+                return
+            except csv.Error as exc:  # past it the reader cannot find the next row again
                 raise BadFile(f"line {reader.line_num}: {exc}; fix the CSV file") from exc
-            records.append(_csv_row(max(first, 2), record))
-    return [item for item in records if item[1] is not None]
+            finally:
+                csv.field_size_limit(before)
+            line, found = _csv_row(max(first, 2), record)
+            if found is not None:
+                yield line, found
 
 
-def _bounded_lines(handle: Any) -> Any:
+def _bounded_lines(handle: Any) -> Iterator[str]:
     """The file's lines, each read with a limit: a line longer than LINE_MAX (a file with no
     line ends at all, /dev/zero) refuses the file instead of filling memory."""
     for number, line in enumerate(iter(lambda: handle.readline(LINE_MAX + 1), ""), 1):
         if len(line) > LINE_MAX:
-            raise BadFile(
-                f"line {number} is longer than {LINE_MAX // 1024} KiB; a batch file has "
-                "one JSON object (or CSV row) per line"
-            )
+            raise _too_long(number)
         yield line
 
 
@@ -154,17 +179,6 @@ def _csv_row(line: int, record: dict[str | Any, Any]) -> tuple[int, Any]:
     if "images" in cleaned:  # several sources in one cell, separated by |
         cleaned["images"] = [s.strip() for s in cleaned["images"].split("|") if s.strip()]
     return line, (cleaned or None)
-
-
-def _split(records: list[tuple[int, Any]]) -> tuple[list[Row], list[BadRow]]:
-    rows: list[Row] = []
-    bad: list[BadRow] = []
-    for line, record in records:
-        try:
-            rows.append(_row(line, record))
-        except ValueError as exc:
-            bad.append(BadRow(line, str(exc)))
-    return rows, bad
 
 
 def _row(line: int, record: Any) -> Row:
@@ -178,7 +192,7 @@ def _row(line: int, record: Any) -> Row:
     prompt = record.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("needs a prompt")
-    if any(ord(c) < 32 and c not in "\t\n" for c in prompt):
+    if _CONTROL.search(prompt):
         raise ValueError("the prompt holds control characters (a NUL?); remove them")
     text = {name: _text(record, name) for name in ("model", "aspect_ratio", "resolution")}
     images = record.get("images") or []

@@ -13,7 +13,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,27 +64,31 @@ class Progress:
 @dataclass(frozen=True)
 class BatchResult:
     manifest: Path
-    rows: list[dict[str, Any]]
-    bad: list[BadRow]
+    counts: dict[str, int]  # manifest statuses: done, failed, error, over_budget, invalid
+    bad: list[BadRow]  # the first bad rows (`bad_count` in all; the manifest lists each)
     spent_usd: float  # what the ledger says was charged for this batch, in all its runs
     plan: Plan | None = None
     charged_now_usd: float = 0.0  # of which charged during this run
     running_usd: float = 0.0  # estimates of the batch's tasks that may still be charged
+    bad_count: int = 0
 
     @property
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for row in self.rows:
-            counts[row["status"]] = counts.get(row["status"], 0) + 1
-        return counts
+    def rows(self) -> list[dict[str, Any]]:
+        """The manifest's lines (read from it: a batch's rows are not kept in memory)."""
+        with self.manifest.open(encoding="utf-8") as lines:
+            return [json.loads(line) for line in lines if line.strip()]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
 
 
 async def run_batch(
     client: AsyncClient,
-    rows: Sequence[Row],
+    rows: Iterable[Row | BadRow],
     out_dir: str | os.PathLike[str],
     *,
-    bad_rows: Sequence[BadRow] = (),
+    bad_rows: Iterable[BadRow] = (),
     defaults: Defaults | None = None,
     sources_from: str | os.PathLike[str] | None = None,
     concurrency: int = 8,
@@ -105,7 +109,8 @@ async def run_batch(
     something new where an image was already paid for (`changed`) are refused with a
     `ValidationError` before anything is sent unless `remake` (the CLI's --yes); a re-made
     image never replaces the paid one. `budget_usd` caps every task of the batch, in all its
-    runs, counting each at its estimate until it is final."""
+    runs, counting each at its estimate until it is final. `rows` is read more than once
+    (plan, run, manifest): a list, or `RowFile(path)` for a file of any size."""
     out = Path(out_dir).expanduser().resolve()
     saving.check_target(str(out) + "/", None)  # a folder we can write into, checked once
     out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +136,7 @@ async def run_batch(
         )
     _remove_partials(out)
     charged_before = history.charged_cents(batch=plan.batch)
-    progress = Progress(total=len(plan.rows))
+    progress = Progress(total=plan.runnable)
     progress.spent_usd = charged_before / 100
     pace = Pace(concurrency)
     uploads = Uploads()
@@ -192,9 +197,11 @@ async def run_batch(
             await slot.free(succeeded=False)
             report()
 
-    tasks: list[asyncio.Task[None]] = []
+    running: set[asyncio.Task[None]] = set()  # only rows in flight are held, never all
     report()
-    for planned in plan.rows:
+    for planned in plan.each(history):
+        if isinstance(planned, BadRow):
+            continue
         if planned.kind == "done" or (planned.kind == "failed" and planned.entry is not None):
             progress.done += planned.kind == "done"
             progress.failed += planned.kind == "failed"
@@ -202,9 +209,11 @@ async def run_batch(
         await pace.acquire()
         progress.in_flight += 1
         report()
-        tasks.append(asyncio.create_task(one(planned)))
-    if tasks:
-        await asyncio.gather(*tasks)
+        task = asyncio.create_task(one(planned))
+        running.add(task)
+        task.add_done_callback(running.discard)
+    while running:
+        await asyncio.gather(*list(running))
     return _finish(out, history, plan, outcome, charged_before)
 
 
@@ -294,46 +303,63 @@ def _finish(
     outcome: dict[str, tuple[str, str]],
     charged_before: int,
 ) -> BatchResult:
-    """manifest.jsonl from the ledger (one line per row of the file, pointing at its newest
-    image), atomically, then the gallery."""
-    latest = {entry.identity: entry for entry in history.in_batch(plan.batch)}
-    lines: list[dict[str, Any]] = []
+    """manifest.jsonl from the ledger (one line per row of the file, in file order, pointing
+    at its newest image), written atomically a line at a time; then the gallery from it."""
+    counts: dict[str, int] = {}
     running = 0
-    for planned in plan.rows:
-        identity = planned.job.identity or ""
-        entry = latest.get(identity)
-        status, error = _status(entry, outcome.get(identity))
-        if entry is not None and entry.cost is None and status == "error":
-            running += entry.estimate_cents or 0
-        lines.append(
-            {
-                "line": planned.row.line,
-                "status": status,
-                "identity": identity,
-                "task_id": entry.task_id if entry else None,
-                "cost_usd": entry.cost if entry else None,
-                "path": entry.paths[-1] if entry and entry.paths else None,
-                "error": error,
-                "prompt": planned.row.prompt,
-                "model": planned.job.model,
-                "aspect_ratio": planned.row.aspect_ratio,
-                "resolution": planned.row.resolution,
-            }
-        )
-    for item in plan.bad:
-        lines.append({"line": item.line, "status": "invalid", "error": item.error})
-    lines.sort(key=lambda line: int(line["line"]))
     manifest = out / "manifest.jsonl"
-    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-    saving.atomic_write(manifest, text.encode())
-    write_gallery(out, lines)
+    with saving.atomic_writer(manifest) as handle:
+        for planned in plan.each(history):
+            line = _line(history, plan.batch, planned, outcome)
+            counts[line["status"]] = counts.get(line["status"], 0) + 1
+            running += line.pop("_running", 0)
+            handle.write((json.dumps(line, ensure_ascii=False) + "\n").encode())
+    write_gallery(out, _manifest_lines(manifest))
     charged = history.charged_cents(batch=plan.batch)
     return BatchResult(
         manifest,
-        lines,
+        counts,
         plan.bad,
         charged / 100,
         plan,
         (charged - charged_before) / 100,
         running / 100,
+        plan.bad_count,
     )
+
+
+def _line(
+    history: History,
+    batch: str,
+    planned: Planned | BadRow,
+    outcome: dict[str, tuple[str, str]],
+) -> dict[str, Any]:
+    if isinstance(planned, BadRow):
+        return {"line": planned.line, "status": "invalid", "error": planned.error}
+    identity = planned.job.identity or ""
+    found = history.in_batch(batch, identity)
+    entry = found[-1] if found else None
+    status, error = _status(entry, outcome.get(identity))
+    line: dict[str, Any] = {
+        "line": planned.row.line,
+        "status": status,
+        "identity": identity,
+        "task_id": entry.task_id if entry else None,
+        "cost_usd": entry.cost if entry else None,
+        "path": entry.paths[-1] if entry and entry.paths else None,
+        "error": error,
+        "prompt": planned.row.prompt,
+        "model": planned.job.model,
+        "aspect_ratio": planned.row.aspect_ratio,
+        "resolution": planned.row.resolution,
+    }
+    if entry is not None and entry.cost is None and status == "error":
+        line["_running"] = entry.estimate_cents or 0
+    return line
+
+
+def _manifest_lines(manifest: Path) -> Iterator[dict[str, Any]]:
+    with manifest.open(encoding="utf-8") as lines:
+        for text in lines:
+            if text.strip():
+                yield json.loads(text)

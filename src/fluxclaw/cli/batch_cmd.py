@@ -13,6 +13,7 @@ import sys
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -21,9 +22,10 @@ from fluxclaw import contract
 from fluxclaw.cli.common import FORMATS, connection_options, fail, handle_errors
 
 if TYPE_CHECKING:
-    from fluxclaw.batch import BadRow, BatchResult, Defaults, Row
+    from fluxclaw.batch import BadRow, BatchResult, Defaults, RowFile
     from fluxclaw.batch import Plan as BatchPlan
     from fluxclaw.batch import Progress as BatchProgress
+    from fluxclaw.history import History
     from fluxclaw.polling import PollPolicy
 
 
@@ -107,26 +109,8 @@ def command(
     """
     import anyio
 
-    from fluxclaw.batch import read_rows
-    from fluxclaw.batch.rows import BadFile
+    from fluxclaw.batch import Defaults, RowFile
     from fluxclaw.cli.common import endpoint
-
-    try:
-        rows, bad = read_rows(file)
-    except BadFile as exc:
-        fail(f"{file}: {exc}.", contract.EXIT_INVALID)
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(
-            f"cannot read {file} ({exc}); give a UTF-8 JSON Lines or CSV file.",
-            contract.EXIT_INVALID,
-        )
-    if not rows and not bad:
-        fail(f"{file} has no rows; each line needs at least a prompt.", contract.EXIT_INVALID)
-    if not rows:  # every row is bad: say which, and send nothing
-        for item in bad:
-            click.echo(f"line {item.line}: {item.error}", err=True)
-        fail(f"no row of {file} can run ({len(bad)} bad rows, above).", contract.EXIT_INVALID)
-    from fluxclaw.batch import Defaults
 
     plan = Plan(
         file=file,
@@ -142,22 +126,22 @@ def command(
         as_json=as_json,
     )
     with endpoint(api_key, base_url, sandbox=False, debug=debug) as (key, url, poll):
-        result = anyio.run(lambda: _run(key, url, poll, rows, bad, plan))
+        result = anyio.run(lambda: _run(key, url, poll, RowFile(file), plan))
     if result is None:
         return  # a dry run: the plan is printed
     counts = result.counts
     summary = {
-        "rows": len(result.rows),
+        "rows": result.total,
         **counts,
         "bad_rows": [{"line": b.line, "error": b.error} for b in result.bad],
+        "bad_count": result.bad_count,
         "spent_usd": round(result.spent_usd, 2),
         "charged_this_run_usd": round(result.charged_now_usd, 2),
         "running_usd": round(result.running_usd, 2),
         "manifest": str(result.manifest),
         "gallery": str(result.manifest.with_name("index.html")),
     }
-    for item in result.bad:
-        click.echo(f"line {item.line}: {item.error}", err=True)
+    _show_bad(result.bad, result.bad_count)
     running = (
         f"; up to ${result.running_usd:.2f} more for tasks still running (run again to finish)"
         if result.running_usd
@@ -173,11 +157,11 @@ def command(
     )
     if as_json:
         click.echo(json.dumps(summary))
-    if result.plan is not None and not result.plan.rows:  # rows the library's checks refused
+    if result.plan is not None and not result.plan.runnable:  # every row refused
         sys.exit(contract.EXIT_INVALID)
     if counts.get("over_budget"):  # a cap stopped rows: the one thing to raise or wait out
         sys.exit(contract.EXIT_BUDGET)
-    if counts.get("failed") or counts.get("error") or result.bad:
+    if counts.get("failed") or counts.get("error") or result.bad_count:
         sys.exit(contract.EXIT_OTHER)
 
 
@@ -196,16 +180,32 @@ class Plan:
     as_json: bool
 
 
-def _approve(found: BatchPlan, plan: Plan) -> None:
+def _show_bad(bad: list[BadRow], count: int) -> None:
+    for item in bad:
+        click.echo(f"line {item.line}: {item.error}", err=True)
+    if count > len(bad):
+        click.echo(f"... and {count - len(bad)} more bad rows (the manifest lists each)", err=True)
+
+
+def _approve(found: BatchPlan, plan: Plan, history: History) -> None:
     """Say what the run will do; stop before paying for re-made rows unless the user agrees."""
+    from fluxclaw.batch import BadRow
+
     click.echo(found.describe(), err=True)
     if plan.dry_run:
         if plan.as_json:
-            click.echo(json.dumps(found.to_json()))
+            for piece in found.to_json(history):
+                sys.stdout.write(piece)
+            sys.stdout.write("\n")
         else:
-            for row in found.to_json()["rows"]:
+            for item in found.each(history):
+                what = (
+                    f"bad  {item.error}"
+                    if isinstance(item, BadRow)
+                    else f"{item.kind}  {item.row.prompt}"
+                )
                 click.echo(
-                    f"line {row['line']}: {row['kind']}  {row.get('prompt') or row.get('error')}"
+                    f"line {item.line if isinstance(item, BadRow) else item.row.line}: {what}"
                 )
         return
     changed = found.counts.get("changed", 0)
@@ -223,10 +223,11 @@ def _approve(found: BatchPlan, plan: Plan) -> None:
 
 
 async def _run(
-    key: str, url: str, poll: PollPolicy, rows: list[Row], bad: list[BadRow], plan: Plan
+    key: str, url: str, poll: PollPolicy, rows: RowFile, plan: Plan
 ) -> BatchResult | None:
     from fluxclaw import jobs
     from fluxclaw.batch import plan_batch, run_batch
+    from fluxclaw.batch.rows import BadFile
     from fluxclaw.callbacks import CallbackServer
     from fluxclaw.cli.progress import Progress
     from fluxclaw.client import AsyncClient
@@ -237,17 +238,35 @@ async def _run(
     out = Path(plan.out).expanduser().resolve()
     async with AsyncClient(api_key=key, base_url=url, poll=poll) as planner:
         await jobs.arefresh_prices(planner, history)  # the plan's price, as the API states it
-        found = plan_batch(
-            planner,
-            rows,
-            out,
-            history,
-            bad_rows=bad,
-            defaults=plan.defaults,
-            sources_from=plan.file.parent,
-            retry_failed=plan.retry_failed,
-        )
-    _approve(found, plan)
+        try:
+            found = plan_batch(
+                planner,
+                rows,
+                out,
+                history,
+                defaults=plan.defaults,
+                sources_from=plan.file.parent,
+                retry_failed=plan.retry_failed,
+            )
+        except BadFile as exc:
+            fail(f"{plan.file}: {exc}.", contract.EXIT_INVALID)
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(
+                f"cannot read {plan.file} ({exc}); give a UTF-8 JSON Lines or CSV file.",
+                contract.EXIT_INVALID,
+            )
+        if not found.runnable:
+            if not found.bad_count:
+                fail(
+                    f"{plan.file} has no rows; each line needs at least a prompt.",
+                    contract.EXIT_INVALID,
+                )
+            _show_bad(found.bad, found.bad_count)
+            fail(
+                f"no row of {plan.file} can run ({found.bad_count} bad rows, above).",
+                contract.EXIT_INVALID,
+            )
+    _approve(found, plan, history)
     if plan.dry_run:
         return None
     server = None
@@ -278,7 +297,6 @@ async def _run(
                     client,
                     rows,
                     plan.out,
-                    bad_rows=bad,
                     defaults=plan.defaults,
                     sources_from=plan.file.parent,
                     concurrency=plan.concurrency,
@@ -312,7 +330,7 @@ def gallery(folder: Path, from_history: bool, limit: int) -> None:
     if from_history:
         from fluxclaw.history import History
 
-        rows = [
+        rows: Iterable[dict[str, Any]] = [
             {
                 "status": entry.status,
                 "path": entry.paths[0] if entry.paths else None,
@@ -333,7 +351,25 @@ def gallery(folder: Path, from_history: bool, limit: int) -> None:
                 "or pass --from-history.",
                 contract.EXIT_INVALID,
             )
-        rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+        rows = _manifest(manifest)
     click.echo(
         str(write_gallery(folder.resolve(), rows, "fluxclaw history" if from_history else ""))
     )
+
+
+def _manifest(path: Path) -> Iterator[dict[str, Any]]:
+    """A manifest's lines, read as the gallery is written (a batch may have many)."""
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for number, text in enumerate(lines, 1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except ValueError:
+                fail(
+                    f"{path} line {number} is not JSON; run `fluxclaw batch` into the folder "
+                    "again to write it anew.",
+                    contract.EXIT_INVALID,
+                )
+            if isinstance(row, dict):
+                yield row
