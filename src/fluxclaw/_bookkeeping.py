@@ -6,6 +6,7 @@ generation times a client learned to the next process (`durations`, `learned`).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,8 @@ from fluxclaw import contract, errors, saving
 from fluxclaw._core import OnUpdate
 from fluxclaw.history import Guard, History
 from fluxclaw.models import TaskRequest, TaskStatus
+
+log = logging.getLogger("fluxclaw.history")
 
 if TYPE_CHECKING:
     from fluxclaw.client import _Base as ClientBase
@@ -92,7 +95,7 @@ class Book:
                 if self.task_id:  # the task exists and may be paid: say how to finish it
                     error.task_id = self.task_id
                     error.hint = (
-                        f"The task was made: finish it with `fluxclaw wait {self.task_id}` "
+                        f"The task was made: finish it with `fluxclaw resume {self.task_id}` "
                         "once the history can be written again."
                     )
                 raise
@@ -130,4 +133,7 @@ class Book:
         key = (request.model, request.resolution)
         snapshot = client.durations.snapshot(key)
         if snapshot["records"] or snapshot["first_polls"]:
-            self.history.save_durations(client.base_url, *key, snapshot)
+            try:
+                self.history.save_durations(client.base_url, *key, snapshot)
+            except errors.StateFileError as error:  # a hint for the next wait: never worth a job
+                log.debug("durations not kept: %s", error.message)

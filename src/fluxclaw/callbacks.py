@@ -10,11 +10,18 @@ every handler is idempotent, and the URL carries a secret token: a request witho
 
 The server is aiohttp's own (already a dependency of the client), so a plain install receives
 callbacks; `CallbackReceiver` is also a plain ASGI app, to mount in a server of your own.
+
+Anyone on the machine can connect to the receiver, so `CallbackServer` holds at most
+MAX_CONNECTIONS and closes a connection idle for IDLE_SECONDS: it cannot take the file descriptors
+the process needs to save what it paid for. When it could not take a connection (the cap, or no
+file descriptor left) a delivery may be lost, so it says it is not `receiving` for a while, and
+the waits poll on their ordinary schedule instead of waiting on callbacks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -24,16 +31,23 @@ import time
 import uuid
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from fluxclaw import contract
-from fluxclaw._serving import AiohttpThread, Served
+from fluxclaw._serving import NO_ROOM, AiohttpThread, Limits, Served
 
 if TYPE_CHECKING:
     from aiohttp import web
 
 log = logging.getLogger("fluxclaw.callbacks")
 MAX_BODY = 256 * 1024
+# RunAPI delivers one short POST per finished task: a few connections at once is plenty.
+MAX_CONNECTIONS: Final = 256
+# A connection must complete a request this long after it opens or after its last answer.
+IDLE_SECONDS: Final = 5.0
+REQUEST_SECONDS: Final = 10.0  # one request, its body included
+# After a connection was refused, how long the waits poll instead of trusting callbacks.
+DEAF_SECONDS: Final = 60.0
 
 
 class CallbackReceiver:
@@ -57,6 +71,8 @@ class CallbackReceiver:
         self.on_confirmed = on_confirmed
         self.deliveries = 0
         self.rejected = 0
+        self.refused = 0  # connections the server could not take (see `receiving`)
+        self._deaf_until = float("-inf")
         self.confirmed: dict[str, Any] = {}
         self._ended: dict[str, str] = {}  # task id -> status the callback claimed
         self._confirming: set[str] = set()
@@ -126,6 +142,31 @@ class CallbackReceiver:
         app.router.add_route("*", "/{tail:.*}", self._aiohttp)
         return app
 
+    @property
+    def receiving(self) -> bool:
+        """False while a delivery may have been lost (a connection was refused lately): a wait
+        then polls on its own schedule, as a missed callback would otherwise cost it dearly."""
+        return time.monotonic() >= self._deaf_until
+
+    def refuse(self, reason: str, *, seconds: float = DEAF_SECONDS) -> None:
+        """The server could not take a connection: stop `receiving` for `seconds`, and wake
+        every waiter (with False) so that it polls from now on."""
+        with self._cond:
+            self.refused += 1
+            was = self.receiving
+            self._deaf_until = max(self._deaf_until, time.monotonic() + seconds)
+            if not was:
+                return
+            self._cond.notify_all()
+            waiters = [entry for entries in self._waiters.values() for entry in entries]
+            self._waiters.clear()
+        for loop, future in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                loop.call_soon_threadsafe(_resolve, future, False)
+        log.warning(
+            "the callback receiver cannot take every delivery (%s): polling instead", reason
+        )
+
     def hinted(self, task_id: str) -> bool:
         with self._cond:
             return task_id in self._ended
@@ -135,15 +176,16 @@ class CallbackReceiver:
             return dict(self._ended)
 
     def wait_for(self, task_id: str, timeout: float) -> bool:
-        """Block until a callback says `task_id` ended (True) or `timeout` passes (False)."""
+        """Block until a callback says `task_id` ended (True), or `timeout` passes or the
+        receiver stops `receiving` (False)."""
         end = time.monotonic() + max(0.0, timeout)
         with self._cond:
-            while task_id not in self._ended:
+            while task_id not in self._ended and self.receiving:
                 left = end - time.monotonic()
                 if left <= 0:
                     return False
                 self._cond.wait(left)
-            return True
+            return task_id in self._ended
 
     async def await_for(self, task_id: str, timeout: float) -> bool:
         """`wait_for` for asyncio: thousands of waits cost a future each, not a thread each."""
@@ -151,8 +193,8 @@ class CallbackReceiver:
         future: asyncio.Future[bool] = loop.create_future()
         entry = (loop, future)
         with self._cond:
-            if task_id in self._ended:
-                return True
+            if task_id in self._ended or not self.receiving:
+                return task_id in self._ended
             self._waiters.setdefault(task_id, []).append(entry)
         try:
             return await asyncio.wait_for(future, max(0.0, timeout))
@@ -201,7 +243,7 @@ class CallbackReceiver:
                     start_confirm = True
                 self._cond.notify_all()
                 for loop, future in self._waiters.pop(task_id, []):
-                    loop.call_soon_threadsafe(_resolve, future)
+                    loop.call_soon_threadsafe(_resolve, future, True)
         log.debug("callback for task %s (%s)%s", task_id, status, " again" if repeated else "")
         if start_confirm:  # after answering: RunAPI's delivery does not wait on our GET
             confirming = asyncio.get_running_loop().create_task(self._confirm(task_id))
@@ -237,7 +279,8 @@ class CallbackReceiver:
 class CallbackServer(Served):
     """Serves a `CallbackReceiver` with aiohttp on a background thread (127.0.0.1 by default).
 
-    `callback_url` is the local URL unless `public_url` says how the outside reaches it.
+    `callback_url` is the local URL unless `public_url` says how the outside reaches it. At most
+    `max_connections` are open at once, each closed after `idle_seconds` without a request.
     """
 
     def __init__(
@@ -247,15 +290,24 @@ class CallbackServer(Served):
         host: str = "127.0.0.1",
         port: int = 0,
         public_url: str | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_seconds: float = IDLE_SECONDS,
     ) -> None:
+        if max_connections < 1 or not idle_seconds > 0:
+            raise ValueError("max_connections must be 1 or more and idle_seconds above 0.")
         self.receiver = receiver or CallbackReceiver()
         self.host = host
         self.port = port
         self._public = public_url
+        self.limits = Limits(max_connections, idle_seconds, REQUEST_SECONDS)
 
     @property
     def callback_url(self) -> str | None:
         return self.receiver.callback_url
+
+    @property
+    def receiving(self) -> bool:
+        return self.receiver.receiving
 
     def wait_for(self, task_id: str, timeout: float) -> bool:
         return self.receiver.wait_for(task_id, timeout)
@@ -264,10 +316,21 @@ class CallbackServer(Served):
         return await self.receiver.await_for(task_id, timeout)
 
     def start(self) -> str:
-        def runner(sock: Any, name: str) -> AiohttpThread:
-            return AiohttpThread(self.receiver.aiohttp_app, sock, name)
+        """Listen; a process out of file descriptors gets a server that never `receiving`
+        (the waits poll), not an error: the tasks it waits on may be paid already."""
 
-        self._serve(runner, "callback server", 10)
+        def runner(sock: Any, name: str) -> AiohttpThread:
+            return AiohttpThread(
+                self.receiver.aiohttp_app, sock, name, self.limits, self.receiver.refuse
+            )
+
+        try:
+            self._serve(runner, "callback server", 10)
+        except (OSError, RuntimeError) as error:
+            cause = error if isinstance(error, OSError) else error.__cause__
+            if not (isinstance(cause, OSError) and cause.errno in NO_ROOM):
+                raise
+            self.receiver.refuse(f"it could not start: {cause.strerror}", seconds=float("inf"))
         self.receiver.public_url = (self._public or self.base_url).rstrip("/")
         return self.base_url
 
@@ -287,6 +350,6 @@ class CallbackServer(Served):
         return f"CallbackServer(base_url={self.base_url!r})"
 
 
-def _resolve(future: asyncio.Future[bool]) -> None:
+def _resolve(future: asyncio.Future[bool], hinted: bool) -> None:
     if not future.done():
-        future.set_result(True)
+        future.set_result(hinted)

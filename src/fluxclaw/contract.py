@@ -55,6 +55,8 @@ HEADER_VALUE_MAX: Final = 512  # Idempotency-Key and X-Client-Request-Id
 # RunAPI publishes no size limit for uploaded files; the client refuses and the sandbox rejects
 # anything larger than this, so both fail the same way before money is involved.
 UPLOAD_MAX_BYTES: Final = 25 * 1024 * 1024
+# A task makes one image (output_count is 1 at most); an answer with more keeps this many.
+TASK_MAX_IMAGES: Final = 4
 # fluxclaw's own limits on a batch file: a line (JSON Lines) or a CSV cell, and JSON nesting.
 BATCH_MAX_LINE_BYTES: Final = 1024 * 1024
 BATCH_MAX_NESTING: Final = 32

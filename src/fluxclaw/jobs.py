@@ -39,6 +39,8 @@ SAVE_FLOOR = 3.0
 
 def _create_failed(error: errors.FluxclawError, key: str, book: Book) -> None:
     """Record a failed create, and give the error its resume hint when a task may exist."""
+    if isinstance(error, errors.StateFileError):
+        return  # the ledger failed, not the create: `Book` named the task, if there is one
     # The error class says whether the server refused it; an unclear earlier try overrides.
     if error.refused and not error.maybe_sent:
         book.update(status="rejected", error=error.message)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import os
 import uuid
 import warnings
@@ -22,6 +23,8 @@ from pydantic import ValidationError as PydanticValidationError
 
 from fluxclaw import contract, errors
 from fluxclaw.saving import SavedImage
+
+log = logging.getLogger("fluxclaw.http")
 
 if TYPE_CHECKING:
     from fluxclaw.saving import SaveOptions
@@ -364,9 +367,16 @@ def parse_task(
     images: tuple[Image, ...] = ()
     if wire.images:
         meta = _metadata(wire.id, action, request, cost)
+        if len(wire.images) > contract.TASK_MAX_IMAGES:  # a hostile answer that fills the disk
+            log.warning(
+                "task %s answered %d images; keeping the first %d",
+                wire.id,
+                len(wire.images),
+                contract.TASK_MAX_IMAGES,
+            )
         images = tuple(
             Image(url=image.url, index=i, metadata={**meta, "index": i})
-            for i, image in enumerate(wire.images)
+            for i, image in enumerate(wire.images[: contract.TASK_MAX_IMAGES])
         )
     if wire.status == "completed" and not images and not create:  # a replayed create may say
         # "completed" without images; the status answer has them

@@ -92,6 +92,10 @@ class Wait:
         return self.hints is not None and not self.hint_spent
 
     def delay(self) -> float:
+        if self.listening and not getattr(self.hints, "receiving", True):
+            # The receiver could not take every connection: our callback may be lost, so this
+            # wait keeps to the poll schedule from here on (a hint source may lack `receiving`).
+            self.hint_spent = True
         if self.listening:
             # A callback will wake us; poll only in case it never comes: first when the task
             # is late by the poll schedule's measure, then rarely.

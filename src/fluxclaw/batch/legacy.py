@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fluxclaw import contract
+from fluxclaw import contract, errors
 from fluxclaw._bookkeeping import job_record
 from fluxclaw.batch.rows import Row
 from fluxclaw.history import Entry, History
@@ -66,8 +66,12 @@ def _journal_rows(path: Path) -> list[dict[str, Any]]:
                 " updated_at FROM rows"
                 " WHERE state NOT IN ('invalid', 'pending', 'over_budget') ORDER BY line"
             ).fetchall()
-    except sqlite3.Error:
-        return []  # unreadable: the rows' derived keys still keep RunAPI from charging twice
+    except sqlite3.Error as exc:  # its rows' keys are unknown: running on could pay twice
+        raise errors.StateFileError(
+            f"cannot read the old batch journal {path} ({exc}); restore it from a backup, or "
+            f"move it away (`mv {path} {path}.broken`) to run the batch without it (rows "
+            "whose images are in the folder are still recognised)."
+        ) from exc
     return [dict(row) for row in found]
 
 

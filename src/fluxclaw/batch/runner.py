@@ -313,7 +313,7 @@ def _finish(
             line = _line(history, plan.batch, planned, outcome)
             counts[line["status"]] = counts.get(line["status"], 0) + 1
             running += line.pop("_running", 0)
-            handle.write((json.dumps(line, ensure_ascii=False) + "\n").encode())
+            handle.write(_json_line(line))
     write_gallery(out, _manifest_lines(manifest))
     charged = history.charged_cents(batch=plan.batch)
     return BatchResult(
@@ -356,6 +356,12 @@ def _line(
     if entry is not None and entry.cost is None and status == "error":
         line["_running"] = entry.estimate_cents or 0
     return line
+
+
+def _json_line(line: dict[str, Any]) -> bytes:
+    """One manifest line; U+2028 and U+2029 escaped, as readers that split on them expect."""
+    text = json.dumps(line, ensure_ascii=False)
+    return (text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n").encode()
 
 
 def _manifest_lines(manifest: Path) -> Iterator[dict[str, Any]]:

@@ -11,9 +11,9 @@ import dataclasses
 import json
 import sys
 import urllib.parse
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
