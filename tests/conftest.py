@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,3 +35,28 @@ def _fresh_redaction(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(redaction, "_secrets", set())
     monkeypatch.setattr(redaction, "_pattern", None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "round2(area): a round-2 hostile case, counted by area")
+    # in docs/reliability.md (tests/reliability/report.py), whichever folder it lives in
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A round-2 case is recorded as kept or broken by its own outcome."""
+    outcome = yield
+    marker = item.get_closest_marker("round2")
+    if marker is not None and outcome.when == "call":
+        broken = [] if outcome.passed else [str(outcome.longrepr).splitlines()[-1][:200]]
+        from tests.reliability import report
+
+        report.record(f"round 2: {marker.args[0]}", _case(item), broken)
+    return outcome
+
+
+def _case(item: pytest.Item) -> str:
+    doc = getattr(getattr(item, "function", None), "__doc__", None) or item.name
+    name = " ".join(doc.split())
+    callspec = getattr(item, "callspec", None)
+    return f"{name} [{callspec.id}]" if callspec else name

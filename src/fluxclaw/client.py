@@ -71,6 +71,7 @@ class _Base:
     """Construction and the parts that never do I/O."""
 
     def __init__(self, api_key: str | None, base_url: str | None, options: ClientOptions) -> None:
+        self._options = options
         self._core = Core(
             api_key,
             base_url,
@@ -92,6 +93,12 @@ class _Base:
     @property
     def base_url(self) -> str:
         return self._core.settings.base_url
+
+    @property
+    def options(self) -> ClientOptions:
+        """The options it was made with: a client of the other kind made for one save (a sync
+        `save` of an async client's result) gets the same limits, retries and allow_http."""
+        return ClientOptions(**self._options)
 
     @property
     def poll_policy(self) -> PollPolicy:

@@ -142,7 +142,8 @@ def _reader(client: Any, *, asynchronous: bool) -> Any:
     kind = module.AsyncClient if asynchronous else module.Client
     if client is not None:  # `save` on an async client's result: a twin with its settings
         settings = client.core.settings
-        return _Borrowed(kind(api_key=settings.api_key, base_url=settings.base_url))
+        twin = kind(api_key=settings.api_key, base_url=settings.base_url, **client.options)
+        return _Borrowed(twin)
     warnings.warn(
         "reading or saving an image without its client is deprecated and will stop working "
         "in the next release; pass client= (or use the result a client returned)",

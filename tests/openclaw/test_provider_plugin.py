@@ -197,7 +197,22 @@ def test_plugin_refuses_clearly_and_charges_nothing(
     assert len(sandbox.requests()) == before  # refused before fluxclaw sent anything
 
 
+@pytest.mark.round2("the key stays home")
+def test_plugin_refuses_a_prompt_that_holds_the_key(claw: OpenClaw, sandbox: Any) -> None:
+    """A prompt that holds the key is refused before sending and not echoed (OpenClaw plugin)"""
+    _point_at(claw, sandbox)
+    before = len(sandbox.requests())
+    prompt = f"a neon sign that says {KEY}"
+    answer = _infer(claw, "generate", "--model", "runapi/flux-2-pro", "--prompt", prompt)
+    assert answer["ok"] is False
+    assert "holds your RunAPI key" in answer["error"]["message"], answer
+    assert KEY not in json.dumps(answer)
+    assert len(sandbox.requests()) == before
+
+
+@pytest.mark.round2("resume hints")
 def test_a_time_out_names_the_task_to_resume(claw: OpenClaw, fluxclaw_sandbox_factory: Any) -> None:
+    """A plugin time-out's hint resumes into fluxclaw's data folder and says so (OpenClaw)"""
     slow = fluxclaw_sandbox_factory(api_key=KEY, speed=1)
     _point_at(claw, slow)
     answer = _infer(

@@ -24,7 +24,7 @@ KEY = "sk-round2-SECRET-0c4f9a7e21"  # 16+ characters: matched as a token wherev
 
 
 def env_for(root: Path, base_url: str, **extra: str) -> dict[str, str]:
-    return isolated_env(root, RUNAPI_API_KEY=KEY, RUNAPI_BASE_URL=base_url, **extra)
+    return isolated_env(root, **{"RUNAPI_API_KEY": KEY, "RUNAPI_BASE_URL": base_url, **extra})
 
 
 def cli(
@@ -83,7 +83,9 @@ def one_error(stderr: str) -> str:
 
 
 def no_key_in(root: Path, *texts: str) -> None:
-    """The key is in no text a door printed and no file under `root` but the config."""
+    """The key is in no text a door printed and no file under `root` but the config and the
+    user's own batch file."""
     assert not [t for t in texts if KEY in t]
-    files = [p for p in root.rglob("*") if p.is_file() and p.name != "config.json"]
+    ours = {"config.json", "rows.jsonl", "rows.csv"}
+    files = [p for p in root.rglob("*") if p.is_file() and p.name not in ours]
     assert not [str(p) for p in files if KEY.encode() in p.read_bytes()]

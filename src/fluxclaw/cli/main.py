@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import importlib
 import sys
+import warnings
 
 import click
 
@@ -81,7 +82,13 @@ def main() -> None:
         gc.freeze()
 
 
+def _warn(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+    """A warning is one line for a person ("warning: ..."), not a file and a code line."""
+    click.echo(f"warning: {message}", err=True)
+
+
 def _main() -> None:
+    warnings.showwarning = _warn
     try:
         code = cli.main(prog_name="fluxclaw", standalone_mode=False)
     except click.exceptions.Abort:
