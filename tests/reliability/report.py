@@ -27,7 +27,25 @@ Limits fluxclaw enforces (all in the code, each refused with a typed error):
 - Task ids are canonical UUIDs at create and in every status answer (which must repeat the
   same id); image URLs are http(s); no server value becomes part of a file path.
 - The key (from an argument, RUNAPI_API_KEY or the config file) is scrubbed from every error,
-  history row, log line and traceback; it is sent only to the API's own origin.
+  history row, log line and traceback, in time linear in the text; it is sent only to the API's
+  own origin. A prompt, name, source or callback URL that holds a key of 16 or more characters
+  as a token is refused before sending; plain `http://` to a host that is not loopback needs
+  `--allow-http` (`allow_http=True`) and is said on stderr each time.
+- A completed answer keeps at most 4 images (`contract.TASK_MAX_IMAGES`; a task makes one).
+
+Round 2 added (since `484d968`):
+
+- Batch files are read as a stream, three times (plan, run, manifest), never whole: a line (or
+  CSV cell) of at most 1 MiB (`contract.BATCH_MAX_LINE_BYTES`), JSON nested at most 32 deep, at
+  most 100,000 rows (`contract.BATCH_MAX_ROWS`); a row past a limit is a bad row with its own
+  line number, a line past 1 MiB refuses the file (exit 4).
+- State files (history, its `-wal` and `-shm`, the config) are 0600 from the start; one that
+  cannot be opened, parsed or written is one error naming it. A config file that does not
+  parse, or that another user owns or can write, is refused. A history write that fails after a
+  create names the task and `fluxclaw resume ID`.
+- The callback receiver holds at most 256 connections (one more is closed at once), closes one
+  idle or half-sent for 5 s, gives a request 10 s, and outlives running out of file
+  descriptors; while it refuses, the waits poll.
 """
 
 
@@ -46,6 +64,13 @@ def render(command: str, machine: str) -> str:
         kept = sum(1 for _, broken in rows if not broken)
         lines.append(f"| {area} | {len(rows)} | {kept} |")
     for area, rows in RESULTS.items():
+        if area.startswith("round 2"):  # each case by name: what the round was about
+            lines += ["", f"## {area}", ""]
+            lines += [f"- {line}" for line in FIGURES.get(area, [])]
+            for case, broken in sorted(rows):
+                kept = "kept" if not broken else f"**broken**: {'; '.join(broken)}"
+                lines.append(f"- {case}: {kept}")
+            continue
         failed = [(case, broken) for case, broken in rows if broken]
         if failed or FIGURES.get(area):
             lines += ["", f"## {area}", ""]
