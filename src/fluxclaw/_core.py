@@ -335,7 +335,7 @@ def check_task_id(task_id: str) -> str:
         parsed = uuid.UUID(str(task_id).strip())
     except ValueError as exc:
         raise errors.ValidationError(
-            f"task_id={task_id!r} is not a task id; task ids are UUIDs like "
+            f"task_id={str(task_id)[:60]!r} is not a task id; task ids are UUIDs like "
             "123e4567-e89b-12d3-a456-426614174000.",
             errors={"task_id": ["not a UUID"]},
         ) from exc

@@ -55,6 +55,14 @@ HEADER_VALUE_MAX: Final = 512  # Idempotency-Key and X-Client-Request-Id
 # RunAPI publishes no size limit for uploaded files; the client refuses and the sandbox rejects
 # anything larger than this, so both fail the same way before money is involved.
 UPLOAD_MAX_BYTES: Final = 25 * 1024 * 1024
+# Provenance. Flux 2 images from BFL's API carry C2PA Content Credentials (PNG `caBX` chunk, JPEG
+# APP11 JUMBF segment, WebP `C2PA` chunk) whose hard binding covers every other byte: a file that
+# carries them is written exactly as received. One that does not is labelled AI-made with IPTC
+# XMP (inserted bytes, never a re-encode).
+DIGITAL_SOURCE_TYPE: Final = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+IPTC_EXT_NS: Final = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
+XMP_NS: Final = "http://ns.adobe.com/xap/1.0/"
+BFL_SIGNER: Final = "Black Forest Labs Inc."
 # A task makes one image (output_count is 1 at most); an answer with more keeps this many.
 TASK_MAX_IMAGES: Final = 4
 # fluxclaw's own limits on a batch file: a line (JSON Lines) or a CSV cell, and JSON nesting.

@@ -21,7 +21,7 @@ _SHORT = 8
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
-_pattern: re.Pattern[str] | None = None
+_pattern: tuple[re.Pattern[str] | None, re.Pattern[str] | None] | None = None
 
 
 def remember(*keys: str | None) -> None:
@@ -35,21 +35,25 @@ def remember(*keys: str | None) -> None:
         _pattern = _compile(_secrets)
 
 
-def _compile(secrets: set[str]) -> re.Pattern[str]:
-    """Each key as a literal (a short one only where it stands alone). Nothing here repeats
-    over a run of letters, so a search is linear in the text: the token around a long key is
-    found by `scrub` walking out from the match, never by the pattern backtracking."""
-    parts = []
-    for secret in sorted(secrets, key=len, reverse=True):
-        escaped = re.escape(secret)
-        if len(secret) >= _SHORT:
-            parts.append(escaped)
-        else:
-            parts.append(f"(?<!{_TOKEN}){escaped}(?!{_TOKEN})")
-    return re.compile("|".join(parts))
+def _compile(secrets: set[str]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    """The long keys, and the short ones (only where they stand alone), each as literals.
+    Nothing repeats over a run of letters, so a search is linear in the text: the token around
+    a long key is found by `scrub` walking out from the match, never by backtracking. A short
+    key's pattern starts with the key itself (its lookbehind comes after it), so the engine
+    skips to each occurrence instead of trying every position."""
+    ordered = sorted(secrets, key=len, reverse=True)
+    long = [re.escape(s) for s in ordered if len(s) >= _SHORT]
+    short = [
+        f"{re.escape(s)}(?<!{_TOKEN}{re.escape(s)})(?!{_TOKEN})" for s in ordered if len(s) < _SHORT
+    ]
+    return (
+        re.compile("|".join(long)) if long else None,
+        re.compile("|".join(short)) if short else None,
+    )
 
 
-_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+_WINDOW = 4096  # a token is walked in windows: C's strip, never a character at a time
 
 
 def scrub(text: str, *extra: str | None) -> str:
@@ -57,28 +61,51 @@ def scrub(text: str, *extra: str | None) -> str:
     with the whole token around it. Linear in the length of `text`."""
     if any(extra):
         remember(*extra)
-    pattern = _pattern
-    if pattern is None or not text:
+    long, short = _pattern or (None, None)
+    if not text:
         return text
+    if long is not None:
+        text = _mask_tokens(long, text)
+    if short is not None:
+        text = short.sub(MASK, text)
+    return text
+
+
+def _mask_tokens(pattern: re.Pattern[str], text: str) -> str:
     pieces: list[str] = []
     done = 0  # text[:done] is settled
-    size = len(text)
     for match in pattern.finditer(text):
         start, end = match.span()
         if start < done:
             continue  # inside a token already masked
-        if end - start >= _SHORT:  # a long key: the whole token goes
-            while start > done and text[start - 1] in _TOKEN_CHARS:
-                start -= 1
-            while end < size and text[end] in _TOKEN_CHARS:
-                end += 1
-        pieces.append(text[done:start])
+        pieces.append(text[done : _token_start(text, start, done)])
         pieces.append(MASK)
-        done = end
+        done = _token_end(text, end)
     if not pieces:
         return text
     pieces.append(text[done:])
     return "".join(pieces)
+
+
+def _token_start(text: str, start: int, floor: int) -> int:
+    while start > floor:
+        low = max(floor, start - _WINDOW)
+        kept = text[low:start].rstrip(_TOKEN_CHARS)
+        start = low + len(kept)
+        if kept:
+            break
+    return start
+
+
+def _token_end(text: str, end: int) -> int:
+    size = len(text)
+    while end < size:
+        high = min(size, end + _WINDOW)
+        rest = text[end:high].lstrip(_TOKEN_CHARS)
+        end = high - len(rest)
+        if rest:
+            break
+    return end
 
 
 def one_line(text: str) -> str:
