@@ -59,7 +59,9 @@ UPLOAD_MAX_BYTES: Final = 25 * 1024 * 1024
 # APP11 JUMBF segment, WebP `C2PA` chunk) whose hard binding covers every other byte: a file that
 # carries them is written exactly as received. One that does not is labelled AI-made with IPTC
 # XMP (inserted bytes, never a re-encode).
-DIGITAL_SOURCE_TYPE: Final = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+DIGITAL_SOURCE_TYPE: Final = (
+    "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+)
 IPTC_EXT_NS: Final = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
 XMP_NS: Final = "http://ns.adobe.com/xap/1.0/"
 BFL_SIGNER: Final = "Black Forest Labs Inc."
