@@ -177,6 +177,11 @@ class NotSavedError(FluxclawError):
     default_code = "not_saved"
 
 
+class ProvenanceWarning(UserWarning):
+    """An image lost its Content Credentials (a conversion the user asked for); the file is
+    labelled AI-made instead."""
+
+
 def for_status(status: int) -> type[FluxclawError]:
     """The error class for an HTTP status code."""
     if status == 401 or status == 403:

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypedDict
 
-from fluxclaw import errors
+from fluxclaw import errors, provenance
+from fluxclaw._version import __version__
 from fluxclaw.deadline import Deadline
 from fluxclaw.files import EXTENSIONS, FORMATS, SUFFIX, ImageFormat, short_url, sniff
 
@@ -196,16 +197,39 @@ def store(
         path = path.with_name(path.name + SUFFIX[target])
     meta = dict(metadata or {})
     text = json.dumps(meta, ensure_ascii=False, sort_keys=True)
-    if target != source or quality is not None:
-        output = _convert(data, target, quality, meta, text)
-    elif target == "png":
-        output = _png_with_text(
-            data, {"fluxclaw": text, "Description": str(meta.get("prompt", ""))}
-        )
-    elif target == "jpeg":
-        output = _jpeg_with_comment(data, text)
+    try:
+        credentials = provenance.c2pa_present(data)
+    except ValueError as exc:  # check_image passed, so only a hostile container gets here
+        raise errors.DownloadError(f"{short_url(url) or 'image'}: {exc}") from exc
+    converting = target != source or quality is not None
+    output: bytes
+    origin: dict[str, Any]
+    if credentials and not converting:  # signed upstream: every byte is bound, so none changes
+        output, origin = data, {"c2pa": "present", "kept": True}
     else:
-        output = data  # WebP as served: provenance goes to the sidecar only
+        if converting:
+            output = _convert(data, target, quality, meta, text)
+        elif target == "png":
+            output = _png_with_text(
+                data, {"fluxclaw": text, "Description": str(meta.get("prompt", ""))}
+            )
+        elif target == "jpeg":
+            output = _jpeg_with_comment(data, text)
+        else:
+            output = data  # WebP: the record goes to the sidecar, the label into the file
+        output = provenance.label(
+            output, model=str(meta.get("model") or "Flux 2"), creator_tool=CREATOR_TOOL
+        )
+        origin = {"c2pa": "absent", "label": "iptc"}
+        if credentials:
+            origin = {"c2pa": "present", "kept": False, "label": "iptc"}
+            warnings.warn(
+                f"{path.name}: converting to {target.upper()} drops the image's Content "
+                "Credentials (C2PA); the file is labelled AI-made (IPTC) instead. Save it "
+                "without --format to keep them.",
+                errors.ProvenanceWarning,
+                stacklevel=2,
+            )
     with PILImage.open(io.BytesIO(output)) as image:
         width, height = image.size
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -225,6 +249,7 @@ def store(
             "height": height,
             "size_bytes": len(output),
             "sha256": digest,
+            "provenance": origin,
             "source_url": url or None,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -246,6 +271,8 @@ def _free_name(path: Path, digest: str) -> Path:
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
+
+CREATOR_TOOL = f"fluxclaw {__version__}"  # xmp:CreatorTool of the files fluxclaw labels
 
 # Flux 2 makes about 4 MP (2k); a generous 4096 x 4096 is the most fluxclaw decodes, so a
 # hostile or broken answer cannot make a conversion or thumbnail take more than ~70 MB.
@@ -342,6 +369,11 @@ def _png_with_text(data: bytes, entries: Mapping[str, str]) -> bytes:
 
 
 def _jpeg_with_comment(data: bytes, text: str) -> bytes:
-    """Add a COM segment after SOI (no re-encode); JPEG segments hold at most 65533 bytes."""
+    """Add a COM segment after the leading APPn segments (JFIF stays first; no re-encode);
+    JPEG segments hold at most 65533 bytes."""
     body = text.encode()[:65533]
-    return data[:2] + b"\xff\xfe" + struct.pack(">H", len(body) + 2) + body + data[2:]
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF and 0xE0 <= data[at + 1] <= 0xEF:
+        at += 2 + struct.unpack(">H", data[at + 2 : at + 4])[0]
+    at = min(at, len(data))
+    return data[:at] + b"\xff\xfe" + struct.pack(">H", len(body) + 2) + body + data[at:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -39,6 +40,14 @@ def run(cli_env: dict[str, str], tmp_path: Path) -> Run:
         )
 
     return run
+
+
+def interruptible() -> None:
+    """Run in a child before exec: Ctrl-C reaches it as it would from a terminal, whatever the
+    runner's own signal state (a runner started in the background ignores SIGINT, a thread may
+    block it, and children inherit both)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def one_line_error(stderr: str) -> str:

@@ -19,7 +19,7 @@ from PIL import Image
 
 from fluxclaw import contract
 
-from .conftest import FLUXCLAW, KEY, Run, history_rows, one_line_error
+from .conftest import FLUXCLAW, KEY, Run, history_rows, interruptible, one_line_error
 
 CREATES = ("/api/v1/flux_2/text_to_image", "/api/v1/flux_2/remix_image")
 
@@ -45,6 +45,7 @@ def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[s
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
 
 

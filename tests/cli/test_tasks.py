@@ -14,7 +14,7 @@ from PIL import Image
 
 from fluxclaw import contract
 
-from .conftest import FLUXCLAW, KEY, Run, history_rows, one_line_error
+from .conftest import FLUXCLAW, KEY, Run, history_rows, interruptible, one_line_error
 
 
 def test_generate_json_saves_png_and_history(run: Run, api: dict[str, str], sandbox: Any) -> None:
@@ -202,6 +202,7 @@ def test_interrupted_task_is_recorded_and_wait_saves_it(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     assert proc.stderr is not None
     deadline = time.monotonic() + 20

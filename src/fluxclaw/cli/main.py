@@ -40,6 +40,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "mcp": ("fluxclaw.cli.mcp_cmd", "command", "Serve fluxclaw as an MCP server over stdio."),
     "openclaw": ("fluxclaw.cli.openclaw_cmd", "command", "Install the OpenClaw skill."),
     "price": ("fluxclaw.cli.price_cmd", "command", "Show prices, or estimate a run."),
+    "provenance": (
+        "fluxclaw.cli.provenance_cmd",
+        "command",
+        "Say whether images carry Content Credentials and an AI label.",
+    ),
     "sandbox": (
         "fluxclaw.cli.sandbox_cmd",
         "command",

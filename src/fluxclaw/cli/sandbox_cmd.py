@@ -69,6 +69,21 @@ from fluxclaw.cli.common import fail
     show_default=True,
     help="Send Retry-After on unfinished task status answers.",
 )
+@click.option(
+    "--image-format",
+    default="png",
+    show_default=True,
+    type=click.Choice(["png", "jpeg", "webp"], case_sensitive=False),
+    help="Format of every task's image; a prompt's [sandbox:format=X] overrides it.",
+)
+@click.option(
+    "--c2pa/--no-c2pa",
+    default=False,
+    show_default=True,
+    help="Sign every image with C2PA Content Credentials from a test CA made at start (its "
+    "root: /_sandbox/c2pa/ca.pem); a prompt's [sandbox:c2pa] signs just its image. Needs "
+    "fluxclaw[c2pa].",
+)
 def command(
     host: str,
     port: int,
@@ -80,6 +95,8 @@ def command(
     seed: int,
     max_price_cents: int | None,
     retry_after: bool,
+    image_format: str,
+    c2pa: bool,
 ) -> None:
     """Run a local RunAPI-compatible Flux 2 server (no key, no cost).
 
@@ -89,6 +106,7 @@ def command(
 
     if not sandbox.available():
         fail(sandbox.missing("fluxclaw sandbox"), contract.EXIT_OTHER)
+    from fluxclaw.credentials import CredentialsUnavailableError
     from fluxclaw.sandbox.faults import FaultSpecError
     from fluxclaw.sandbox.server import SandboxServer
     from fluxclaw.sandbox.state import MAX_PRICE_CENTS
@@ -105,9 +123,13 @@ def command(
             seed=seed,
             retry_after=retry_after,
             max_price_cents=MAX_PRICE_CENTS if max_price_cents is None else max_price_cents,
+            image_format=image_format.lower(),
+            c2pa=c2pa,
         )
     except FaultSpecError as error:
         raise click.BadParameter(str(error), param_hint="--faults") from error
+    except CredentialsUnavailableError as error:
+        fail(str(error), contract.EXIT_OTHER)
     try:
         server.serve_forever()
     except OSError as error:

@@ -1,4 +1,5 @@
-"""Inspection routes under /_sandbox/: the request log, ledger, tasks, live config and reset.
+"""Inspection routes under /_sandbox/: the request log, ledger, tasks, live config and reset,
+and the root certificate that signed images verify against (/_sandbox/c2pa/ca.pem).
 
 They are how a test checks what its client did (and changes faults or speed mid-run) over HTTP,
 as a test in another process would; the middleware neither logs nor checks them.
@@ -6,13 +7,15 @@ as a test in another process would; the middleware neither logs nor checks them.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from fluxclaw.sandbox.responses import json_body, json_response, validation_error
+from fluxclaw import credentials
+from fluxclaw.sandbox.responses import coded_error, json_body, json_response, validation_error
 from fluxclaw.sandbox.state import ConfigError, SandboxState
 
 
@@ -51,6 +54,14 @@ class _Inspection:
                 return validation_error({error.field: [str(error)]})
         return json_response({"config": self.state.config.to_dict()})
 
+    async def c2pa_ca(self, request: Request) -> Response:
+        """The test CA's root, PEM: a verifier's trust anchor for the sandbox's signed images."""
+        try:
+            pem = await asyncio.to_thread(lambda: self.state.signer.ca_pem)
+        except credentials.CredentialsUnavailableError as error:
+            return coded_error(501, "c2pa_unavailable", str(error))
+        return Response(pem, 200, media_type="application/x-pem-file")
+
     async def reset(self, request: Request) -> Response:
         self.state.reset()
         if self.state.on_new_task is not None:
@@ -63,7 +74,12 @@ async def root(request: Request) -> Response:
         {
             "service": "fluxclaw sandbox",
             "contract": "RunAPI Flux 2 (see fluxclaw.contract)",
-            "inspection": ["/_sandbox/requests", "/_sandbox/ledger", "/_sandbox/tasks"],
+            "inspection": [
+                "/_sandbox/requests",
+                "/_sandbox/ledger",
+                "/_sandbox/tasks",
+                "/_sandbox/c2pa/ca.pem",
+            ],
         }
     )
 
@@ -76,5 +92,6 @@ def routes(state: SandboxState) -> list[Route]:
         Route("/_sandbox/tasks", inspection.tasks),
         Route("/_sandbox/config", inspection.config, methods=["GET", "POST"]),
         Route("/_sandbox/reset", inspection.reset, methods=["POST"]),
+        Route("/_sandbox/c2pa/ca.pem", inspection.c2pa_ca),
         Route("/", root),
     ]

@@ -55,8 +55,17 @@ class SandboxHandle:
                 return task
         raise KeyError(task_id)
 
+    @property
+    def c2pa_ca(self) -> bytes:
+        """The PEM root certificate of the sandbox's test CA: the trust anchor under which its
+        signed images (c2pa=True or `[sandbox:c2pa]`) verify as trusted."""
+        response = self._http.get("/_sandbox/c2pa/ca.pem")
+        response.raise_for_status()
+        return response.content
+
     def configure(self, **config: Any) -> dict[str, Any]:
-        """Change faults, speed, rate_limit, prices or retry_after while the sandbox runs."""
+        """Change faults, speed, rate_limit, prices, retry_after, image_format or c2pa while the
+        sandbox runs."""
         response = self._http.post("/_sandbox/config", json=config)
         response.raise_for_status()
         result: dict[str, Any] = response.json()["config"]
@@ -100,12 +109,16 @@ def _start(options: dict[str, Any]) -> SandboxHandle:
     # test that asks for a sandbox needs the server libraries, and is told how to get them.
     if not sandbox.available():
         pytest.fail(sandbox.missing("the fluxclaw_sandbox fixture"), pytrace=False)
+    from fluxclaw.credentials import CredentialsUnavailableError
     from fluxclaw.sandbox.server import SandboxServer
 
     options.setdefault("speed", FAST)
     options.setdefault("seed", 0)
     api_key = options.setdefault("api_key", TEST_API_KEY)
-    server = SandboxServer(**options)
+    try:
+        server = SandboxServer(**options)
+    except CredentialsUnavailableError as error:
+        pytest.fail(str(error), pytrace=False)
     server.start()
     return SandboxHandle(server, api_key or TEST_API_KEY)
 
@@ -115,6 +128,8 @@ def fluxclaw_sandbox_factory() -> Iterator[SandboxFactory]:
     """Start sandboxes with custom options (SandboxServer's keywords); all stop after the test.
 
     Defaults: speed 100, seed 0, api_key "sk-sandbox-test" (pass api_key=None to accept any key).
+    `image_format="jpeg"` or `"webp"` and `c2pa=True` (signed images; `handle.c2pa_ca` is the
+    trust anchor) change what every task's image is.
     """
     started: list[SandboxHandle] = []
 

@@ -1,5 +1,8 @@
 """Task images at /_images, rendered on demand from the prompt and the sandbox's own sources.
 
+Each is served in its task's format (PNG, JPEG or WebP, named by the URL's extension and the
+Content-Type) and, for a task that asked for it, signed with C2PA Content Credentials.
+
 The sandbox never fetches a URL: one it issued (a stored file, another task's image) is read
 from memory, and any other stands for itself, so a remix and a URL upload work offline.
 """
@@ -32,17 +35,20 @@ class Renders:
         task = self.state.tasks.get(request.path_params["task_id"])
         if (
             task is None
-            or request.path_params["name"] != "0.png"
+            or request.path_params["name"] != task.image_name
             or self.state.status(task, time.time()) != "completed"
         ):
             return not_found("Image not found")
         data = await asyncio.to_thread(self.render, task)
         return Response(
-            data, 200, {"Cache-Control": "public, max-age=604800"}, media_type="image/png"
+            data,
+            200,
+            {"Cache-Control": "public, max-age=604800"},
+            media_type=images.FORMATS[task.image_format],
         )
 
     def render(self, task: Task, depth: int = 0) -> bytes:
-        """A task's PNG; runs in a worker thread so that the event loop keeps answering."""
+        """A task's image; runs in a worker thread so that the event loop keeps answering."""
         request = task.request
         sources = [
             self.source(str(url), task.base_url, depth)
@@ -55,7 +61,15 @@ class Renders:
             known = sources[0].data if sources else None
             ratio = (images.source_ratio(known) if known else None) or contract.DEFAULT_ASPECT_RATIO
         size = contract.image_size(str(ratio), task.resolution)
-        return self.state.images.get(str(request["prompt"]), size, sources)
+        signer = self.state.signer if task.c2pa else None
+        return self.state.images.get(
+            str(request["prompt"]),
+            size,
+            sources,
+            task.image_format,
+            signer=signer,
+            model=task.model.id,
+        )
 
     def source(self, url: str, base_url: str, depth: int = 0) -> images.Source:
         """A URL with its bytes when the sandbox issued it, else the URL alone."""

@@ -11,14 +11,17 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from types import FrameType
 from typing import Any, Final
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from fluxclaw import credentials
 from fluxclaw._serving import GRACE_SECONDS, Served
 from fluxclaw.sandbox import faults as faults_mod
+from fluxclaw.sandbox import images
 from fluxclaw.sandbox.app import ABORT_EXTENSION, create_app
 from fluxclaw.sandbox.serving import UvicornThread
 from fluxclaw.sandbox.state import MAX_PRICE_CENTS, SandboxConfig, SandboxState
@@ -41,7 +44,12 @@ class AbortableProtocol(HttpToolsProtocol):
 
 
 class SandboxServer(Served):
-    """A RunAPI-compatible Flux 2 server on loopback; see README "Sandbox" for what it serves."""
+    """A RunAPI-compatible Flux 2 server on loopback; see README "Sandbox" for what it serves.
+
+    `image_format` (png, jpeg, webp) and `c2pa` (sign each image with C2PA Content Credentials
+    from a test CA made at start; needs the c2pa extra) are every task's defaults, which a
+    prompt's `[sandbox:format=X]` and `[sandbox:c2pa]` / `[sandbox:c2pa=off]` override.
+    """
 
     def __init__(
         self,
@@ -56,7 +64,11 @@ class SandboxServer(Served):
         seed: int = 0,
         retry_after: bool = False,
         max_price_cents: int = MAX_PRICE_CENTS,
+        image_format: str = "png",
+        c2pa: bool = False,
     ) -> None:
+        if c2pa:
+            credentials.require("the sandbox's signed images (c2pa=True)")
         if speed <= 0:
             raise ValueError(f"speed={speed} must be above 0.")
         if rate_limit is not None and rate_limit <= 0:
@@ -69,6 +81,8 @@ class SandboxServer(Served):
             rate_limit=None if rate_limit is None else float(rate_limit),
             retry_after=retry_after,
             max_price_cents=max_price_cents,
+            image_format=images.image_format(image_format),
+            c2pa=c2pa,
         )
         self.host = host
         self.port = port
@@ -79,8 +93,15 @@ class SandboxServer(Served):
             seed=seed,
         )
 
+    @property
+    def c2pa_ca(self) -> Path:
+        """The PEM root certificate signed images verify against (made now if not yet)."""
+        return self.state.signer.ca().ca_cert
+
     def start(self) -> str:
         """Serve in a background thread; returns the base URL once connections are accepted."""
+        if self.state.config.c2pa:
+            self.state.signer.ca()  # the test CA exists before the first image is asked for
         config = uvicorn.Config(
             create_app(self.state),
             http=AbortableProtocol,
@@ -95,6 +116,10 @@ class SandboxServer(Served):
         return self._serve(
             lambda sock, name: UvicornThread(config, sock, name), "sandbox", START_TIMEOUT
         )
+
+    def stop(self) -> None:
+        super().stop()
+        self.state.signer.close()
 
     def serve_forever(self) -> None:
         """Print the base URL as the first stdout line once serving; stop on SIGINT or SIGTERM."""

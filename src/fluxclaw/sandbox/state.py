@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from fluxclaw import contract
+from fluxclaw import contract, credentials
 from fluxclaw.sandbox import faults as faults_mod
-from fluxclaw.sandbox.images import ImageCache
+from fluxclaw.sandbox import images
 from fluxclaw.sandbox.timing import FAIL_TAG, QUEUE_SHARE, Durations, pinned_seconds
 
 LOG_LIMIT: Final = 200_000
@@ -29,6 +29,10 @@ MAX_PRICE_CENTS: Final = 16
 POLICY_FAILURE: Final = "Content policy violation"
 INJECTED_FAILURE: Final = "Generation failed: upstream model error (sandbox fault 'fail')"
 FILE_TTL: Final = 3600.0
+C2PA_UNAVAILABLE: Final = (
+    "Generation failed: [sandbox:c2pa] asks for a signed image, which needs the c2pa extra: "
+    + credentials.INSTALL
+)
 
 
 class InsufficientCredits(Exception):
@@ -53,6 +57,8 @@ class SandboxConfig:
     prices: dict[str, int | dict[str, int]] = field(default_factory=dict)
     retry_after: bool = False
     max_price_cents: int = MAX_PRICE_CENTS
+    image_format: str = "png"  # png, jpeg or webp; a prompt's [sandbox:format=X] wins
+    c2pa: bool = False  # sign every image (test CA); a prompt's [sandbox:c2pa(=off)] wins
 
     def copy(self) -> SandboxConfig:
         return SandboxConfig(
@@ -62,6 +68,8 @@ class SandboxConfig:
             dict(self.prices),
             self.retry_after,
             self.max_price_cents,
+            self.image_format,
+            self.c2pa,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,6 +80,8 @@ class SandboxConfig:
             "prices": self.prices,
             "retry_after": self.retry_after,
             "max_price_cents": self.max_price_cents,
+            "image_format": self.image_format,
+            "c2pa": self.c2pa,
         }
 
 
@@ -92,6 +102,8 @@ class Task:
     idempotency_key: str | None
     settled: bool = False
     callback_deliveries: list[dict[str, Any]] = field(default_factory=list)
+    image_format: str = "png"
+    c2pa: bool = False
 
     @property
     def resolution(self) -> str:
@@ -99,8 +111,12 @@ class Task:
         return str(value) if contract.is_present(value) else contract.DEFAULT_RESOLUTION
 
     @property
+    def image_name(self) -> str:
+        return f"0.{images.EXTENSIONS[self.image_format]}"
+
+    @property
     def image_url(self) -> str:
-        return f"{self.base_url}/_images/{self.id}/0.png"
+        return f"{self.base_url}/_images/{self.id}/{self.image_name}"
 
     def status_at(self, now: float) -> str:
         if now >= self.finished_at:
@@ -134,6 +150,8 @@ class Task:
             "price_cents": self.price_cents,
             "idempotency_key": self.idempotency_key,
             "callback_deliveries": list(self.callback_deliveries),
+            "image_format": self.image_format,
+            "c2pa": self.c2pa,
         }
 
 
@@ -179,7 +197,8 @@ class SandboxState:
         self.seed = seed
         self.initial_config = (config or SandboxConfig()).copy()
         self.initial_balance_cents = balance_cents
-        self.images = ImageCache()
+        self.images = images.ImageCache()
+        self.signer = images.Signer()  # its test CA outlives reset(), as the cache does
         # Set by the app: called when a task ends (callbacks), and to wake the scheduler.
         self.on_settle: Callable[[Task], None] | None = None
         self.on_new_task: Callable[[], None] | None = None
@@ -256,11 +275,14 @@ class SandboxState:
             if pinned is not None
             else self.durations.draw(model.family, str(resolution), self.config.speed)
         )
+        image_format, c2pa = images.directives(prompt, self.config.image_format, self.config.c2pa)
         error = None
         if FAIL_TAG in prompt:
             error = POLICY_FAILURE
         elif self.dice.task_fails(self.config.faults):
             error = INJECTED_FAILURE
+        elif c2pa and not credentials.available():
+            error = C2PA_UNAVAILABLE
         now = time.time()
         task = Task(
             id=str(uuid.uuid4()),
@@ -276,6 +298,8 @@ class SandboxState:
             price_cents=price,
             error=error,
             idempotency_key=idempotency_key,
+            image_format=image_format,
+            c2pa=c2pa,
         )
         self.tasks[task.id] = task
         self.reserved_cents += price
@@ -370,8 +394,22 @@ class SandboxState:
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise ConfigError(name, f"max_price_cents={value} must be whole cents.")
                 new.max_price_cents = value
+            elif name == "image_format":
+                try:
+                    new.image_format = images.image_format(str(value))
+                except ValueError as error:
+                    raise ConfigError(name, str(error)) from error
+            elif name == "c2pa":
+                if not isinstance(value, bool):
+                    raise ConfigError(name, f"c2pa={value} must be true or false.")
+                if value and not credentials.available():
+                    raise ConfigError(name, str(credentials.CredentialsUnavailableError("c2pa")))
+                new.c2pa = value
             else:
-                allowed = "faults, speed, rate_limit, prices, retry_after, max_price_cents"
+                allowed = (
+                    "faults, speed, rate_limit, prices, retry_after, max_price_cents, "
+                    "image_format, c2pa"
+                )
                 raise ConfigError(name, f"{name} is not a sandbox setting; allowed: {allowed}.")
         self.config = new
 
