@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict
 
 from fluxclaw import contract, errors, files
-from fluxclaw.config import Settings, resolve_settings
+from fluxclaw.config import Settings, resolve_settings, signing_identity
 from fluxclaw.deadline import NONE as NO_DEADLINE
 from fluxclaw.deadline import Deadline
 from fluxclaw.models import (
@@ -108,8 +108,13 @@ class Core:
         prices: Mapping[str, Mapping[str, int]] | None,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         allow_http: bool = False,
+        c2pa_cert: str | os.PathLike[str] | None = None,
+        c2pa_key: str | os.PathLike[str] | None = None,
     ) -> None:
         self.settings: Settings = resolve_settings(api_key, base_url)
+        # Saved images are signed with it (an edit of the upstream manifest, if any): read and
+        # checked now, so a wrong path is an error before anything is paid.
+        self.signer = signing_identity(c2pa_cert, c2pa_key)
         base = self.settings.base_url
         if not contract.is_http_url(base):
             raise errors.ValidationError(

@@ -357,6 +357,7 @@ def save(
             "sidecar": options.get("sidecar", True),
             "url": image.url,
             "overwrite": options.get("overwrite", False),
+            "signer": core.signer,
         }
         saved.append((yield Work(saving.store, (data, path), stored)))
     return saved

@@ -55,7 +55,8 @@ class ClientOptions(TypedDict, total=False):
     """timeout (seconds a wait may take, default 600), http_timeout (httpx's, per read),
     request_timeout (seconds one request or download may take in all, default 60), retry
     (`RetryPolicy`), poll (`PollPolicy` or a preset name), max_image_bytes (download cap), prices
-    (`{"max": {"1k": cents}}` for estimates)."""
+    (`{"max": {"1k": cents}}` for estimates), allow_http, c2pa_cert and c2pa_key (PEM files: sign
+    every saved image with your own C2PA certificate; needs `fluxclaw[c2pa]`)."""
 
     timeout: float
     http_timeout: httpx.Timeout | float | None
@@ -65,6 +66,8 @@ class ClientOptions(TypedDict, total=False):
     max_image_bytes: int
     prices: Mapping[str, Mapping[str, int]] | None
     allow_http: bool
+    c2pa_cert: str | os.PathLike[str] | None
+    c2pa_key: str | os.PathLike[str] | None
 
 
 class _Base:
@@ -82,6 +85,8 @@ class _Base:
             prices=options.get("prices"),
             request_timeout=options.get("request_timeout", DEFAULT_REQUEST_TIMEOUT),
             allow_http=options.get("allow_http", False),
+            c2pa_cert=options.get("c2pa_cert"),
+            c2pa_key=options.get("c2pa_key"),
         )
 
     @property

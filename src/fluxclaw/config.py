@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fluxclaw import contract, errors, redaction
+from fluxclaw import contract, credentials, errors, redaction
 
 ENV_API_KEY = "RUNAPI_API_KEY"
 ENV_BASE_URL = "RUNAPI_BASE_URL"
 ENV_CONFIG = "FLUXCLAW_CONFIG"
+# Opt-in signing of saved images with the user's own C2PA certificate (the [c2pa] extra).
+ENV_C2PA_CERT = "FLUXCLAW_C2PA_CERT"
+ENV_C2PA_KEY = "FLUXCLAW_C2PA_KEY"
 # Where images go when an agent runs fluxclaw (skill or MCP): inside its workspace, where
 # OpenClaw accepts MEDIA: paths.
 AGENT_OUTPUT_DIR = "generated/fluxclaw"
@@ -172,3 +175,51 @@ def _first(*candidates: tuple[str, str | None]) -> tuple[str | None, str]:
         if value is not None and value.strip():
             return value.strip(), source
     return None, "none"
+
+
+def signing_identity(
+    cert: str | os.PathLike[str] | None = None, key: str | os.PathLike[str] | None = None
+) -> credentials.Identity | None:
+    """The user's C2PA signing certificate and key, if they set them: arguments, then
+    FLUXCLAW_C2PA_CERT / FLUXCLAW_C2PA_KEY, then the config file's c2pa_cert / c2pa_key. Both
+    or neither; readable; and the [c2pa] extra installed, all checked before anything is paid."""
+    found = [
+        (str(cert) if cert else None, str(key) if key else None),
+        (os.environ.get(ENV_C2PA_CERT), os.environ.get(ENV_C2PA_KEY)),
+    ]
+    chosen = next(((c, k) for c, k in found if c or k), None)
+    if chosen is None:
+        stored = load_config()
+        chosen = (stored.get("c2pa_cert"), stored.get("c2pa_key"))
+        if not any(chosen):
+            return None
+    cert_path, key_path = chosen
+    if not (isinstance(cert_path, str) and cert_path and isinstance(key_path, str) and key_path):
+        raise errors.ValidationError(
+            "signing needs both a certificate chain and its private key: pass --c2pa-cert and "
+            "--c2pa-key (or set both in the config), or neither."
+        )
+    if not credentials.available():
+        raise errors.ValidationError(
+            f"signing with --c2pa-cert needs the C2PA extra: {credentials.INSTALL}"
+        )
+    read: list[bytes] = []
+    for what, where in (("certificate", cert_path), ("key", key_path)):
+        try:
+            read.append(Path(where).expanduser().read_bytes())
+        except OSError as exc:
+            raise errors.ValidationError(
+                f"cannot read the C2PA signing {what} {where} ({exc.strerror or exc}); check the "
+                "path given to --c2pa-cert / --c2pa-key or the config."
+            ) from exc
+        if b"-----BEGIN" not in read[-1]:
+            raise errors.ValidationError(f"the C2PA signing {what} {where} is not a PEM file.")
+    identity = credentials.Identity(read[0], read[1], Path(cert_path).expanduser())
+    try:
+        identity.check()
+    except Exception as exc:  # c2pa's own errors say what is wrong with the pair
+        raise errors.ValidationError(
+            f"cannot sign with the C2PA certificate {cert_path} and key {key_path} ({exc}); "
+            "give a PEM chain (signing certificate first) and its own private key."
+        ) from exc
+    return identity

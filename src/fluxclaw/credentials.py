@@ -16,6 +16,8 @@ import importlib
 import importlib.util
 import io
 import json
+import struct
+import zlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -101,6 +103,35 @@ class TestCA:
     ca_cert: Path
     cert_chain: Path
     key: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The user's signing certificate chain and private key (PEM), read once per client."""
+
+    cert_chain: bytes = field(repr=False)
+    key: bytes = field(repr=False)
+    cert_path: Path
+
+    def sign(self, data: bytes, fmt: str, **options: Any) -> bytes:
+        return sign(data, fmt, cert_chain=self.cert_chain, key=self.key, **options)
+
+    def check(self) -> None:
+        """Sign a 1x1 PNG: a key that is not the chain's, or a chain c2pa refuses, is found
+        when the client is made, before anything is paid."""
+        self.sign(_one_pixel_png(), "png", title="check")
+
+
+def _one_pixel_png() -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\xff\xff")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
 
 
 def make_test_ca(folder: Path, name: str = "fluxclaw test CA") -> TestCA:

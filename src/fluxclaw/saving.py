@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypedDict
 
-from fluxclaw import errors, provenance
+from fluxclaw import credentials, errors, provenance
 from fluxclaw._version import __version__
 from fluxclaw.deadline import Deadline
 from fluxclaw.files import EXTENSIONS, FORMATS, SUFFIX, ImageFormat, short_url, sniff
@@ -180,6 +180,7 @@ def store(
     sidecar: bool = True,
     url: str = "",
     overwrite: bool = False,
+    signer: credentials.Identity | None = None,
 ) -> SavedImage:
     """Write one image atomically, converted if asked, with provenance inside and beside it.
 
@@ -230,6 +231,9 @@ def store(
                 errors.ProvenanceWarning,
                 stacklevel=2,
             )
+    if signer is not None:
+        output = _signed(output, target, signer, meta, path, parent=data if credentials else None)
+        origin["signed"] = True
     with PILImage.open(io.BytesIO(output)) as image:
         width, height = image.size
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -255,6 +259,34 @@ def store(
         }
         atomic_write(side, (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode())
     return SavedImage(path, side, target, width, height, len(output), digest, url)
+
+
+def _signed(
+    data: bytes,
+    fmt: ImageFormat,
+    signer: credentials.Identity,
+    meta: Mapping[str, Any],
+    path: Path,
+    *,
+    parent: bytes | None,
+) -> bytes:
+    """The file signed with the user's certificate: an edit of the upstream image (its
+    manifest the parent ingredient) when it had credentials, a creation otherwise."""
+    generation = {k: meta.get(k) for k in ("model", "task_id", "action") if meta.get(k)}
+    try:
+        return signer.sign(
+            data,
+            fmt,
+            assertions={credentials.GENERATION_LABEL: generation},
+            parent=parent,
+            title=path.name,
+            claim_generator="fluxclaw",
+        )
+    except Exception as exc:  # c2pa's own errors: a key that does not match, a bad chain
+        raise errors.ValidationError(
+            f"cannot sign {path.name} with {signer.cert_path} ({exc}); check --c2pa-cert and "
+            "--c2pa-key (a PEM chain and its private key)."
+        ) from exc
 
 
 def _free_name(path: Path, digest: str) -> Path:

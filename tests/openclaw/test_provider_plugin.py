@@ -298,3 +298,42 @@ def test_a_missing_fluxclaw_says_how_to_install_it(
     assert answer["ok"] is False
     message = answer["error"]["message"]
     assert missing in message and "pip install fluxclaw" in message, message
+
+
+def test_the_plugin_keeps_content_credentials_and_labels_the_rest(
+    claw: OpenClaw, fluxclaw_sandbox_factory: Any
+) -> None:
+    """The plugin's images go through fluxclaw's saving: a signed image is kept byte for byte
+    (its manifest verifies), a plain one is labelled AI-made with its pixels unchanged."""
+    from fluxclaw import credentials
+
+    signing = fluxclaw_sandbox_factory(api_key=KEY, c2pa=True)
+    _point_at(claw, signing)
+    work = claw.workspace
+    made = {}
+    for name, prompt in (
+        ("signed", "a signed kite [sandbox:format=jpeg]"),
+        ("plain", "a plain kite [sandbox:format=webp] [sandbox:c2pa=off]"),
+    ):
+        answer = _infer(
+            claw,
+            "generate",
+            *("--model", "runapi/flux-2-pro", "--prompt", prompt),
+            *("--output", str(work / f"{name}.out")),
+        )
+        assert answer["ok"], answer
+        [task] = [t for t in signing.tasks() if t["request"]["prompt"] == prompt]
+        suffix = ".jpg" if "jpeg" in prompt else ".webp"
+        served = httpx.get(f"{signing.base_url}/_images/{task['id']}/0{suffix}", timeout=30)
+        kept = Path(claw.env["FLUXCLAW_DATA_DIR"]) / "openclaw"
+        [path] = [p for p in kept.glob(f"*{task['id'][:8]}*") if p.suffix == suffix]
+        made[name] = (path.read_bytes(), served.content)
+    data, served = made["signed"]
+    assert data == served
+    verdict = credentials.verify(data, "jpeg", trust_anchors=signing.c2pa_ca)
+    assert verdict.trusted and not verdict.codes
+    data, served = made["plain"]
+    with Image.open(io.BytesIO(data)) as image, Image.open(io.BytesIO(served)) as original:
+        assert image.tobytes() == original.tobytes()
+        xmp = image.getxmp()["xmpmeta"]["RDF"]["Description"]
+    assert xmp["DigitalSourceType"] == contract.DIGITAL_SOURCE_TYPE

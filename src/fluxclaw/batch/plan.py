@@ -128,11 +128,11 @@ class Drafter:
             slot = row.name or f"p-{prompt_key}.{prompts[prompt_key]}"
             prompts[prompt_key] += 1
             stem = _stem(row, digest, occurrence)
-            final = (stem + SUFFIX[job.format or "png"]).lower()
-            if final in names:
-                yield BadRow(row.line, f"file name {final} is already used by line {names[final]}")
+            clash = _clash(names, stem, job.format)
+            if clash is not None:
+                yield BadRow(row.line, f"file name {clash[0]} is already used by line {clash[1]}")
                 continue
-            names[final] = row.line
+            names[_name_key(stem, job.format)] = row.line
             identity = f"{digest}.{occurrence}"
             yield row, replace(job, stem=stem, identity=identity, slot=slot)
 
@@ -316,9 +316,34 @@ def _good(items: Iterable[tuple[Row, jobs.Job] | BadRow]) -> Iterator[tuple[Row,
             yield item
 
 
+def _name_key(stem: str, fmt: ImageFormat | None) -> str:
+    """A file name as compared (saved names are case-insensitive here); a row saved as served
+    takes its suffix from the image, so it holds the stem with any suffix (`*`)."""
+    return (stem + (SUFFIX[fmt] if fmt else "*")).lower()
+
+
+def _clash(names: dict[str, int], stem: str, fmt: ImageFormat | None) -> tuple[str, int] | None:
+    """The name and line of an earlier row this one's file would collide with, if any."""
+    keys = [_name_key(stem, fmt), _name_key(stem, None)]
+    if fmt is None:
+        keys += [_name_key(stem, other) for other in SUFFIX]
+    for key in keys:
+        if key in names:
+            return key, names[key]
+    return None
+
+
 def _saved_as(job: jobs.Job) -> Path:
+    """Where the row's image is (or will be): with its format's suffix, or, saved as served,
+    the suffix a file already there has (PNG's if none)."""
     assert job.output is not None and job.stem is not None
-    return Path(job.output) / (job.stem + SUFFIX[job.format or "png"])
+    folder = Path(job.output)
+    if job.format:
+        return folder / (job.stem + SUFFIX[job.format])
+    for suffix in SUFFIX.values():
+        if (folder / (job.stem + suffix)).exists():
+            return folder / (job.stem + suffix)
+    return folder / (job.stem + SUFFIX["png"])
 
 
 def _sidecar(job: jobs.Job) -> dict[str, Any] | None:
@@ -410,10 +435,11 @@ def _with_defaults(row: Row, defaults: Defaults, base: Path) -> Row:
     )
 
 
-def _format(row: Row, default: ImageFormat | None) -> ImageFormat:
-    """The row's format, else its name's suffix, else the batch's default, else PNG."""
+def _format(row: Row, default: ImageFormat | None) -> ImageFormat | None:
+    """The row's format, else its name's suffix, else the batch's default, else as served
+    (None: converting would drop the image's Content Credentials)."""
     suffix = Path(row.name or "").suffix.lower()
-    return row.format or EXTENSIONS.get(suffix) or default or "png"
+    return row.format or EXTENSIONS.get(suffix) or default
 
 
 def _job(
@@ -444,7 +470,11 @@ def _digest(row: Row, job: jobs.Job, hashes: dict[str, str]) -> str:
         sources.append(hashes[source])
     model = contract.resolve_model(job.model, job.action).id
     asked: list[Any] = [job.action, row.prompt, model, row.aspect_ratio, row.resolution]
-    asked += [job.format, row.name, sources]
+    asked += [
+        job.format or "png",
+        row.name,
+        sources,
+    ]  # the identity rows had when PNG was the default
     return hashlib.sha256(json.dumps(asked).encode()).hexdigest()[:24]
 
 

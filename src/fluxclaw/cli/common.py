@@ -40,6 +40,17 @@ def connection_options(func: Callable[P, R]) -> Callable[P, R]:
     func = click.option(
         "--api-key", metavar="KEY", help="RunAPI key (default: RUNAPI_API_KEY, then the config)."
     )(func)
+    for name, variable, what in (
+        ("--c2pa-key", "FLUXCLAW_C2PA_KEY", "The private key of --c2pa-cert (PEM)."),
+        (
+            "--c2pa-cert",
+            "FLUXCLAW_C2PA_CERT",
+            "Sign saved images with this C2PA certificate chain (PEM; fluxclaw[c2pa]).",
+        ),
+    ):
+        func = click.option(
+            name, metavar="PEM", expose_value=False, callback=_to_env(variable), help=what
+        )(func)
     return click.option(
         "--allow-http",
         is_flag=True,
@@ -47,6 +58,16 @@ def connection_options(func: Callable[P, R]) -> Callable[P, R]:
         callback=_allow_http,
         help="Allow a plain http:// base URL on another machine (the key goes in clear text).",
     )(func)
+
+
+def _to_env(variable: str) -> Callable[[click.Context, click.Parameter, str | None], None]:
+    """An option every client of this command reads, as its environment variable."""
+
+    def store(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        if value:
+            os.environ[variable] = value
+
+    return store
 
 
 def _allow_http(ctx: click.Context, param: click.Parameter, value: bool) -> None:
