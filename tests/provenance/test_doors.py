@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -238,3 +239,34 @@ def test_a_signing_key_that_does_not_fit_is_refused_before_paying(
     assert done.returncode == contract.EXIT_INVALID
     assert "cannot sign with the C2PA certificate" in done.stderr and "Traceback" not in done.stderr
     assert sandbox.tasks() == []
+
+
+# `fluxclaw ARGS...` in an interpreter where c2pa-python is not installed (as a plain install).
+WITHOUT_C2PA = (
+    "import importlib.util, sys\n"
+    "found = importlib.util.find_spec\n"
+    "importlib.util.find_spec = lambda name, *a: None if name == 'c2pa' else found(name, *a)\n"
+    "sys.argv[0] = 'fluxclaw'\n"
+    "from fluxclaw.cli.main import main\n"
+    "main()\n"
+)
+
+
+def test_a_plain_install_reports_presence_and_the_label_and_names_the_extra(
+    fluxclaw_sandbox_factory: Any, tmp_path: Path
+) -> None:
+    sandbox = fluxclaw_sandbox_factory(api_key=KEY, c2pa=True)
+    saved = _save_through("library", sandbox, tmp_path, tmp_path / "out")
+    files = [str(saved[_prompt("png", True)]), str(saved[_prompt("png", False)])]
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_C2PA, "provenance", "--json", *files],
+        env=env_for(tmp_path, sandbox.base_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    signed, plain = (json.loads(line) for line in done.stdout.splitlines())
+    assert signed["c2pa"]["present"] is True and "state" not in signed["c2pa"]
+    assert "pip install 'fluxclaw[c2pa]'" in signed["c2pa"]["note"]
+    assert plain["c2pa"] == {"present": False} and plain["iptc"]["ai_generated"] is True

@@ -4,13 +4,14 @@ IPTC label); the reading is `fluxclaw.provenance.describe`, this module only pri
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from fluxclaw import contract
-from fluxclaw.cli.common import fail, handle_errors
+from fluxclaw.cli.common import handle_errors
 
 
 @click.command()
@@ -32,18 +33,23 @@ def command(files: tuple[Path, ...], trust: Path | None, as_json: bool) -> None:
     from fluxclaw import provenance
 
     anchors = trust.read_bytes() if trust else None
-    for path in files:
+    unread = 0
+    for path in files:  # a catalogue is checked whole: one bad file is said and skipped
         try:
-            data = path.read_bytes()
+            report = provenance.describe(path.read_bytes(), trust_anchors=anchors)
         except OSError as exc:
-            fail(f"cannot read {path} ({exc.strerror or exc})", contract.EXIT_INVALID)
-        report = provenance.describe(data, trust_anchors=anchors)
+            report = {"format": None, "error": f"cannot read it ({exc.strerror or exc})"}
         if report["format"] is None:
-            fail(f"{path} is not a PNG, JPEG or WebP image", contract.EXIT_INVALID)
+            unread += 1
+            why = report.get("error") or "not a PNG, JPEG or WebP image"
+            click.echo(f"error: {path}: {why}", err=True)
+            continue
         if as_json:
             click.echo(json.dumps({"file": str(path), **report}, ensure_ascii=False))
         else:
             click.echo(_text(path, report))
+    if unread:
+        sys.exit(contract.EXIT_INVALID)
 
 
 def _text(path: Path, report: dict[str, Any]) -> str:
