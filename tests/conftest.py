@@ -47,7 +47,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """A round-2 case is recorded as kept or broken by its own outcome."""
     outcome = yield
     marker = item.get_closest_marker("round2")
-    if marker is not None and outcome.when == "call":
+    if marker is not None and outcome.when == "call" and not outcome.skipped:
         broken = [] if outcome.passed else [str(outcome.longrepr).splitlines()[-1][:200]]
         from tests.reliability import report
 

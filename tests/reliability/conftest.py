@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             argv.pop(0)
         elif not arg.startswith("-p"):
             args.append(arg)
-    command = f".venv/bin/python -m pytest {' '.join(args)}"
+    command = f".venv/bin/python -m pytest {shlex.join(args)}"
     DOC.write_text(report.render(command, _machine()))
 
 
