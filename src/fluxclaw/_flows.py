@@ -358,6 +358,7 @@ def save(
             "url": image.url,
             "overwrite": options.get("overwrite", False),
             "signer": core.signer,
+            "label_prompt": options.get("label_prompt", False),
         }
         saved.append((yield Work(saving.store, (data, path), stored)))
     return saved

@@ -33,7 +33,9 @@ from fluxclaw.files import EXTENSIONS, FORMATS, SUFFIX, ImageFormat, short_url, 
 class SaveOptions(TypedDict, total=False):
     """format and quality (convert), sidecar (write <file>.json, default True), stem (the name
     in a folder; default the task id), overwrite (replace an existing file), target (a checked
-    `Target`, instead of `dest`), timeout (seconds for all the downloads together)."""
+    `Target`, instead of `dest`), timeout (seconds for all the downloads together),
+    label_prompt (also put the prompt into the AI label's XMP, `AIPromptInformation`; off by
+    default: a file may travel where its prompt should not)."""
 
     format: ImageFormat | None
     quality: int | None
@@ -43,6 +45,7 @@ class SaveOptions(TypedDict, total=False):
     target: Target | None
     timeout: float | None
     deadline: Deadline | None
+    label_prompt: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +184,7 @@ def store(
     url: str = "",
     overwrite: bool = False,
     signer: credentials.Identity | None = None,
+    label_prompt: bool = False,
 ) -> SavedImage:
     """Write one image atomically, converted if asked, with provenance inside and beside it.
 
@@ -219,7 +223,10 @@ def store(
         else:
             output = data  # WebP: the record goes to the sidecar, the label into the file
         output = provenance.label(
-            output, model=str(meta.get("model") or "Flux 2"), creator_tool=CREATOR_TOOL
+            output,
+            model=str(meta.get("model") or "Flux 2"),
+            creator_tool=CREATOR_TOOL,
+            prompt=str(meta.get("prompt") or "") or None if label_prompt else None,
         )
         origin = {"c2pa": "absent", "label": "iptc"}
         if credentials:

@@ -270,3 +270,16 @@ def test_a_plain_install_reports_presence_and_the_label_and_names_the_extra(
     assert signed["c2pa"]["present"] is True and "state" not in signed["c2pa"]
     assert "pip install 'fluxclaw[c2pa]'" in signed["c2pa"]["note"]
     assert plain["c2pa"] == {"present": False} and plain["iptc"]["ai_generated"] is True
+
+
+def test_the_prompt_goes_into_the_label_only_when_asked(
+    fluxclaw_sandbox_factory: Any, tmp_path: Path
+) -> None:
+    sandbox = fluxclaw_sandbox_factory(api_key=KEY)
+    prompt = "a teapot on a shelf, studio light"
+    with Client(api_key=KEY, base_url=sandbox.base_url, poll=FAST) as client:
+        result = client.generate(prompt)
+        [quiet] = client.save(result, tmp_path / "quiet")
+        [told] = client.save(result, tmp_path / "told", label_prompt=True)
+    assert "AIPromptInformation" not in _xmp(quiet.path)["xmpmeta"]["RDF"]["Description"]
+    assert _xmp(told.path)["xmpmeta"]["RDF"]["Description"]["AIPromptInformation"] == prompt
