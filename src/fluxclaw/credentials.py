@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
 
-from fluxclaw import contract
+from fluxclaw import contract, provenance
 from fluxclaw._version import __version__
 
 INSTALL: Final = "pip install 'fluxclaw[c2pa]'"
@@ -80,13 +80,8 @@ def mime_type(fmt: str) -> str:
 
 def sniff(data: bytes) -> str | None:
     """The MIME type the bytes say, among the formats that carry a manifest here."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
+    found = provenance.image_format(data)
+    return None if found is None else MIME_TYPES[found]
 
 
 # -- a test certificate authority ------------------------------------------------------------
@@ -434,3 +429,29 @@ def _verdict(store: Mapping[str, Any]) -> Verdict:
         claim_generator=generator_name,
         assertions=assertions,
     )
+
+
+def describe(data: bytes, *, trust_anchors: bytes | None = None) -> dict[str, Any]:
+    """What an image says about itself, for `fluxclaw provenance`: its format, whether it
+    carries Content Credentials (verified, with signer and digital source type, when the
+    `fluxclaw[c2pa]` extra is installed), and its IPTC label."""
+    found = provenance.inspect(data)
+    c2pa: dict[str, Any] = {"present": found.c2pa}
+    if found.c2pa and available():
+        c2pa.update(verify(data, found.format, trust_anchors=trust_anchors).to_dict())
+    elif found.c2pa:
+        c2pa["verified"] = None
+        c2pa["note"] = f"presence only; `{INSTALL}` verifies it"
+    labelled = found.digital_source_type == contract.DIGITAL_SOURCE_TYPE
+    return {
+        "format": found.format,
+        "c2pa": c2pa,
+        "iptc": {
+            "ai_generated": labelled,
+            "digital_source_type": found.digital_source_type,
+            "ai_system": found.ai_system,
+            "creator_tool": found.creator_tool,
+        },
+        "ai_label": labelled
+        or bool(c2pa.get("digital_source_type") == contract.DIGITAL_SOURCE_TYPE),
+    }

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import httpx
 
-from fluxclaw import _deadlines, contract, errors
+from fluxclaw import _deadlines, contract, errors, provenance
 from fluxclaw.retries import RETRY_STATUSES
 from fluxclaw.transport import Call, CappedBody, error_from_response, transport_error
 
@@ -39,13 +39,7 @@ CHUNK = 64 * 1024
 
 def sniff(data: bytes) -> ImageFormat | None:
     """The image format from the first bytes; what a server calls it does not matter."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
+    return provenance.image_format(data)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from fluxclaw import contract
 
@@ -472,31 +472,3 @@ def inspect(data: bytes) -> Found:
         creator_tool=fields.get("creator_tool"),
         format=fmt,
     )
-
-
-def describe(data: bytes, *, trust_anchors: bytes | None = None) -> dict[str, Any]:
-    """What an image says about itself, for `fluxclaw provenance`: its format, whether it
-    carries Content Credentials (verified, with signer and digital source type, when the
-    `fluxclaw[c2pa]` extra is installed), and its IPTC label."""
-    from fluxclaw import credentials
-
-    found = inspect(data)
-    c2pa: dict[str, Any] = {"present": found.c2pa}
-    if found.c2pa and credentials.available():
-        c2pa.update(credentials.verify(data, found.format, trust_anchors=trust_anchors).to_dict())
-    elif found.c2pa:
-        c2pa["verified"] = None
-        c2pa["note"] = f"presence only; `{credentials.INSTALL}` verifies it"
-    labelled = found.digital_source_type == contract.DIGITAL_SOURCE_TYPE
-    return {
-        "format": found.format,
-        "c2pa": c2pa,
-        "iptc": {
-            "ai_generated": labelled,
-            "digital_source_type": found.digital_source_type,
-            "ai_system": found.ai_system,
-            "creator_tool": found.creator_tool,
-        },
-        "ai_label": labelled
-        or bool(c2pa.get("digital_source_type") == contract.DIGITAL_SOURCE_TYPE),
-    }

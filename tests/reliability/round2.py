@@ -43,6 +43,15 @@ def cli(
     )
 
 
+def mcp_start(root: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`fluxclaw mcp` with nothing on stdin: a setup it refuses ends it before serving."""
+    work = root / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [FLUXCLAW, "mcp"], cwd=work, env=env, input="", capture_output=True, text=True, timeout=60
+    )
+
+
 def mcp(
     root: Path,
     env: dict[str, str],

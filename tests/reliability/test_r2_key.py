@@ -6,7 +6,6 @@ matched inside text; plain http to another machine needs an explicit yes."""
 from __future__ import annotations
 
 import json
-import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,15 @@ import pytest
 from fluxclaw import Client, contract
 from fluxclaw._core import InsecureBaseWarning
 from fluxclaw.errors import ValidationError
-from tests.reliability.round2 import FLUXCLAW, KEY, cli, env_for, mcp, no_key_in, one_error
+from tests.reliability.round2 import (
+    KEY,
+    cli,
+    env_for,
+    mcp,
+    mcp_start,
+    no_key_in,
+    one_error,
+)
 
 REFUSED = "holds your RunAPI key"
 ELSEWHERE = "http://192.0.2.1:8080"  # a documentation address: nothing is there
@@ -142,16 +149,7 @@ def test_plain_http_to_another_machine_needs_an_explicit_yes(door: str, tmp_path
         assert [w.category for w in seen] == [InsecureBaseWarning]
         return
     if door == "mcp":
-        (tmp_path / "work").mkdir()
-        done = subprocess.run(
-            [FLUXCLAW, "mcp"],
-            cwd=tmp_path / "work",
-            env=env,
-            input="",
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = mcp_start(tmp_path, env)
     elif door == "cli":
         done = cli(tmp_path, env, "generate", "a lamp", "-o", "out")
     else:

@@ -19,7 +19,7 @@ import pytest
 
 from fluxclaw import AsyncClient, Client, contract, errors
 from fluxclaw.batch import RowFile, run_batch
-from tests.reliability.round2 import FLUXCLAW, KEY, cli, env_for, mcp, one_error
+from tests.reliability.round2 import FLUXCLAW, KEY, cli, env_for, mcp, mcp_start, one_error
 
 ROWS = '{"prompt": "a red lamp on a desk"}\n{"prompt": "a blue teapot"}\n'
 
@@ -264,16 +264,7 @@ def test_a_config_file_that_cannot_be_trusted_is_refused_with_its_path(
         line = one_error(done.stderr)
         assert str(config) in line and says in line
     elif door == "mcp":
-        (tmp_path / "work").mkdir()
-        done = subprocess.run(
-            [FLUXCLAW, "mcp"],
-            cwd=tmp_path / "work",
-            env=env,
-            input="",
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = mcp_start(tmp_path, env)
         assert done.returncode == contract.EXIT_INVALID
         line = one_error(done.stderr)
         assert str(config) in line and says in line

@@ -1,5 +1,5 @@
 """`fluxclaw provenance FILE...`: what each image says about itself (Content Credentials and the
-IPTC label); the reading is `fluxclaw.provenance.describe`, this module only prints it."""
+IPTC label); the reading is `fluxclaw.credentials.describe`, this module only prints it."""
 
 from __future__ import annotations
 
@@ -30,13 +30,13 @@ def command(files: tuple[Path, ...], trust: Path | None, as_json: bool) -> None:
     A plain install reports whether credentials are present; with `fluxclaw[c2pa]` they are
     verified (valid, trusted, signer, digital source type). Exit 4 if a file cannot be read.
     """
-    from fluxclaw import provenance
+    from fluxclaw import credentials
 
     anchors = trust.read_bytes() if trust else None
     unread = 0
     for path in files:  # a catalogue is checked whole: one bad file is said and skipped
         try:
-            report = provenance.describe(path.read_bytes(), trust_anchors=anchors)
+            report = credentials.describe(path.read_bytes(), trust_anchors=anchors)
         except OSError as exc:
             report = {"format": None, "error": f"cannot read it ({exc.strerror or exc})"}
         if report["format"] is None:

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from fluxclaw import contract
+from fluxclaw import contract, credentials
 from fluxclaw.sandbox.renders import Renders
 from fluxclaw.sandbox.responses import (
     base_url,
@@ -184,12 +184,9 @@ def s3_error(status: int, code: str, message: str) -> Response:
 
 def sniff_mime(data: bytes, name: str) -> str:
     """The type the bytes say (the formats a remix takes), else the one the name says."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
+    found = credentials.sniff(data)
+    if found is not None:
+        return found
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return "image/gif"
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
