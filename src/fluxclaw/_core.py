@@ -150,6 +150,11 @@ class Core:
         self._tasks: OrderedDict[str, Task] = OrderedDict()
         self._lock = threading.Lock()
 
+    def answered(self, reply: Reply) -> None:
+        """Every API answer passes here (`_flows.send`): one that states the server's speed
+        sets the pace of this client's poll schedule from then on (`DurationStats.heard`)."""
+        self.stats.heard(contract.sandbox_speed(reply.headers.get(contract.H_SANDBOX_SPEED)))
+
     def until(self, deadline: Deadline | None) -> float:
         """When one request or download must be done: its own total time, or sooner if the
         job around it ends first."""

@@ -189,6 +189,7 @@ def send(core: Core, call: Call, deadline: Deadline | None = None) -> Flow[Reply
     reply: Reply = yield from retrying(
         Exchange(call, deadline), core.retry, deadline=deadline, retry_safe=call.retry_safe
     )
+    core.answered(reply)
     return reply
 
 

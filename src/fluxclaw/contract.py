@@ -148,6 +148,12 @@ H_TASK_ID: Final = "X-RunAPI-Task-Id"
 H_CLIENT_REQUEST_ID: Final = "X-Client-Request-Id"
 H_IDEMPOTENCY_KEY: Final = "Idempotency-Key"
 H_RETRY_AFTER: Final = "Retry-After"
+# fluxclaw's own, not RunAPI's: the sandbox states its speed on every answer, because Retry-After
+# counts whole seconds and cannot say "poll in 60 ms". Clients scale their poll schedule by
+# 1/speed; a value outside SANDBOX_SPEEDS (or not a number) is ignored, and the sandbox refuses
+# to run at one.
+H_SANDBOX_SPEED: Final = "X-Fluxclaw-Sandbox-Speed"
+SANDBOX_SPEEDS: Final = (0.01, 10_000.0)
 
 # CLI exit codes, as RunAPI's official CLI uses them.
 EXIT_OK: Final = 0
@@ -255,6 +261,19 @@ def price_cents(family: Family, resolution: str) -> int | None:
 def typical_seconds(family: Family, resolution: str) -> float:
     base = TYPICAL_SECONDS[family]
     return base * TWO_K_FACTOR if resolution == "2k" else base
+
+
+def sandbox_speed(value: str | None) -> float | None:
+    """The speed an H_SANDBOX_SPEED value states, or None unless it is a number in
+    SANDBOX_SPEEDS (not 0, negative, NaN, infinite or huge: a server cannot rush the client)."""
+    if value is None or len(value) > 32:
+        return None
+    try:
+        speed = float(value)
+    except ValueError:
+        return None
+    low, high = SANDBOX_SPEEDS
+    return speed if low <= speed <= high else None  # NaN fails both comparisons
 
 
 def image_size(aspect_ratio: str, resolution: str) -> tuple[int, int]:

@@ -6,8 +6,10 @@ of generation times there is an optimal schedule for each price of a request in 
 this module computes it (dynamic programming over a lognormal fitted to what this client has
 seen, per model and resolution), so the polls come rarely while a task cannot be done yet and
 often where it most likely ends. Before anything is learned the fit starts from the contract's
-usual time. A server much faster than the contract (a sandbox at speed 100) is found out within
-a few tasks. A server's Retry-After always wins, and a hard deadline bounds the whole wait.
+usual time, scaled by the pace the server states (a sandbox's speed header) unless the user set
+`time_scale`; a server much faster than the contract that says nothing is found out within a
+few tasks. A server's Retry-After always wins, a hard deadline bounds the whole wait, and no
+schedule, setting or server polls one task more often than every POLL_FLOOR seconds.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from fluxclaw import contract
 
 Preset = Literal["eager", "balanced", "frugal"]
 _NORMAL = NormalDist()
+# The shortest time between two polls of one task, whatever the policy or a server says.
+POLL_FLOOR: Final = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +38,10 @@ class PollPolicy:
     Times are seconds. `price` is what one status request is worth, in lag, as a share of the
     usual generation time: lower polls more and notices sooner. `time_scale` multiplies the
     contract's typical times (a sandbox at speed=100 wants 0.01), so the schedule is right from
-    the first task, not only after learning.
+    the first task, not only after learning. Left at None it follows the server: 1/speed from
+    the first answer that states a speed (the sandbox's X-Fluxclaw-Sandbox-Speed header), else
+    1; a number given here always wins over what the server says. `min_interval` is never
+    taken below POLL_FLOOR.
     """
 
     price: float = 0.02
@@ -43,8 +50,8 @@ class PollPolicy:
     max_sigma: float = 1.0
     backoff: float = 1.5  # past the planned polls, intervals grow by this factor...
     max_interval: float = 5.0  # ...up to this (and never longer than one typical duration)
-    min_interval: float = 0.01
-    time_scale: float = 1.0
+    min_interval: float = POLL_FLOOR
+    time_scale: float | None = None
     history: int = 128  # durations remembered per model and resolution
     window: int = 64  # recent first polls that say which share is done at the first poll
     min_samples: int = 8  # durations needed before the fit replaces the contract's time
@@ -136,7 +143,35 @@ class DurationStats:
         self._records: dict[tuple[str, str], deque[tuple[float, float]]] = {}
         self._first_polls: dict[tuple[str, str], deque[tuple[float, bool]]] = {}
         self._rescaled: dict[tuple[str, str], float] = {}  # median found by probing
+        self._server_speed: float | None = None
         self._lock = threading.Lock()
+
+    @property
+    def server_speed(self) -> float | None:
+        """The speed the server last stated (see `heard`), or None."""
+        return self._server_speed
+
+    @property
+    def time_scale(self) -> float:
+        """What the contract's typical times are multiplied by: the policy's `time_scale` if the
+        user set one, else 1/the speed the server stated, else 1."""
+        if self.policy.time_scale is not None:
+            return self.policy.time_scale
+        speed = self._server_speed
+        return 1.0 if speed is None else 1.0 / speed
+
+    def heard(self, speed: float | None) -> None:
+        """Adopt the speed an answer stated (`contract.sandbox_speed`; None: it stated none or
+        nonsense, which changes nothing). What was learned at another stated speed is forgotten:
+        those durations describe a server that no longer runs at that pace."""
+        if speed is None or speed == self._server_speed:
+            return
+        with self._lock:
+            if self._server_speed is not None:
+                self._records.clear()
+                self._first_polls.clear()
+                self._rescaled.clear()
+            self._server_speed = speed
 
     def snapshot(self, key: tuple[str, str]) -> dict[str, Any]:
         """What was learned for `key`, JSON-ready, so another process can start from it."""
@@ -229,7 +264,8 @@ class DurationStats:
     def plan(self, key: tuple[str, str], family: contract.Family | None, resolution: str) -> Plan:
         p = self.policy
         prior = (
-            contract.typical_seconds(family or contract.DEFAULT_FAMILY, resolution) * p.time_scale
+            contract.typical_seconds(family or contract.DEFAULT_FAMILY, resolution)
+            * self.time_scale
         )
         median, sigma = self.fit(key, prior)
         offsets = optimal_offsets(round(sigma, 2), p.price)
@@ -244,8 +280,9 @@ class DurationStats:
                 self._first_polls[key] = deque(recent, maxlen=p.history)
                 self._records.pop(key, None)
                 self._rescaled[key] = median
-        polls = tuple(median * x for x in offsets)
-        near = max(polls[-1] - polls[-2] if len(polls) > 1 else polls[0] / 4, p.min_interval)
+        polls = tuple(max(median * x, POLL_FLOOR) for x in offsets)
+        floor = max(p.min_interval, POLL_FLOOR)
+        near = max(polls[-1] - polls[-2] if len(polls) > 1 else polls[0] / 4, floor)
         cap = max(near, min(p.max_interval, median))
         return Plan(first=polls[0], near=near, late_after=polls[-1], cap=cap, polls=polls)
 
@@ -289,7 +326,7 @@ class PollSchedule:
             self._late_polls += 1
             wait = min(plan.cap, plan.near * self.policy.backoff**self._late_polls)
         if self.polls > 0:
-            wait = max(wait, self.policy.min_interval)
+            wait = max(wait, self.policy.min_interval, POLL_FLOOR)
         return max(0.0, min(wait, self.deadline - now))
 
     def polled(self, done: bool) -> None:
@@ -301,7 +338,9 @@ class PollSchedule:
             self._last_open = elapsed
 
     def expired(self) -> bool:
-        return self.clock() >= self.deadline
+        """Whether the wait is over: also when less than POLL_FLOOR is left, so that a last poll
+        squeezed in before the deadline never comes sooner than the floor allows."""
+        return self.clock() > self.deadline - POLL_FLOOR
 
     def bracket_width(self) -> float:
         """Seconds between the last poll that saw the task open and the one that saw it done."""

@@ -1,6 +1,7 @@
 """One wait's state machine: what to ask, when, and what each answer means, from the poll
-schedule (`polling.py`) and what the client has learned of this server's times. `_flows.wait`
-drives it; it does no I/O itself.
+schedule (`polling.py`) and what the client has learned of this server's times (its stated
+speed included: an answer that changes it re-plans the rest of the wait). `_flows.wait` drives
+it; it does no I/O itself.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from fluxclaw import contract, errors
 from fluxclaw._core import Core, HintSource, OnUpdate, resume_hint
 from fluxclaw.deadline import Deadline
 from fluxclaw.models import Result, Task, TaskStatus, failed_error, parse_task, result_from
-from fluxclaw.polling import PollSchedule
+from fluxclaw.polling import Plan, PollSchedule
 from fluxclaw.transport import Reply
 
 
@@ -60,17 +61,12 @@ class Wait:
         ends = self.deadline.at if self.deadline.at is not None else now + timeout
         request = task.request
         self.key = (request.model, request.resolution) if request else None
-        plan = core.stats.plan(
-            self.key or ("", ""),
-            request.family if request else None,
-            request.resolution if request else contract.DEFAULT_RESOLUTION,
-        )
-        if task.started is None or task.status in contract.TERMINAL_STATUSES:
-            # Resumed, or replayed after it ended: it may have finished long ago, so ask at once.
-            plan = replace(plan, first=0.0, polls=())
+        # Resumed, or replayed after it ended: it may have finished long ago, so ask at once.
+        self.at_once = task.started is None or task.status in contract.TERMINAL_STATUSES
+        self.scale = core.stats.time_scale
         self.schedule = PollSchedule(
             core.poll,
-            plan,
+            self.plan(),
             started=task.started if task.started is not None else now,
             deadline=ends,
             clock=time.monotonic,
@@ -84,6 +80,15 @@ class Wait:
             self.key if fresh and task.status not in contract.TERMINAL_STATUSES else None
         )
         self.call = core.status_call(task.id, self.action)
+
+    def plan(self) -> Plan:
+        request = self.task.request
+        plan = self.core.stats.plan(
+            self.key or ("", ""),
+            request.family if request else None,
+            request.resolution if request else contract.DEFAULT_RESOLUTION,
+        )
+        return replace(plan, first=0.0, polls=()) if self.at_once else plan
 
     @property
     def listening(self) -> bool:
@@ -132,6 +137,10 @@ class Wait:
         )
         self.schedule.polled(status.done)
         self.retry_after = reply.retry_after
+        if self.core.stats.time_scale != self.scale:
+            # The server stated another speed (`_flows.send` heard it): re-plan what is left.
+            self.scale = self.core.stats.time_scale
+            self.schedule.plan = self.plan()
         completed = status.status == "completed"
         if self.learning and status.status != "failed":
             stats = self.core.stats

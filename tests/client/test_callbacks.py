@@ -92,7 +92,8 @@ def test_wait_via_callback_instead_of_polling(make_client: Any, sandbox: Any) ->
 def test_a_false_callback_is_confirmed_by_a_get_and_never_spins(
     make_client: Any, sandbox: Any
 ) -> None:
-    client = make_client(poll=PollPolicy(), timeout=20)
+    # The contract's real-time schedule (not the sandbox's stated pace): its next poll is late.
+    client = make_client(poll=PollPolicy(time_scale=1.0), timeout=20)
     with CallbackServer() as server:
         assert server.callback_url
         task = client.submit_generate("a lantern [sandbox:seconds=0.5]")

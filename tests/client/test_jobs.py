@@ -96,7 +96,9 @@ def test_learned_generation_times_reach_the_next_client(
     history = History(tmp_path / "h.sqlite")
     base = fluxclaw_sandbox.base_url
     key = ("flux-2-pro-text-to-image", "1k")
-    with fluxclaw.Client(api_key=fluxclaw_sandbox.api_key, base_url=base) as client:
+    # The contract's real-time prior, not the sandbox's stated pace: learning has to find it.
+    real_time = PollPolicy(time_scale=1.0)
+    with fluxclaw.Client(api_key=fluxclaw_sandbox.api_key, base_url=base, poll=real_time) as client:
         for _ in range(3):
             jobs.run(
                 client,
@@ -107,7 +109,7 @@ def test_learned_generation_times_reach_the_next_client(
     assert len(learned["first_polls"]) == 3
     stored = history.load_durations(base, *key)
     assert stored is not None and stored["first_polls"] == learned["first_polls"]
-    with fluxclaw.Client(api_key=fluxclaw_sandbox.api_key, base_url=base) as fresh:
+    with fluxclaw.Client(api_key=fluxclaw_sandbox.api_key, base_url=base, poll=real_time) as fresh:
         cold = fresh.durations.plan(key, "pro", "1k").first  # nothing learned yet
         jobs.run(
             fresh, jobs.Job.generate("a small cactus", output=str(tmp_path) + "/"), history=history

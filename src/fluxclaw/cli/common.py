@@ -153,6 +153,7 @@ def scrub(text: str) -> str:
 
 SANDBOX_SPEED_ENV = "FLUXCLAW_SANDBOX_SPEED"
 # Scales the poll schedule's expected generation times: 1/X against a sandbox run at --speed X.
+# Unset, the server's stated speed decides (a sandbox states it on every answer).
 TIME_SCALE_ENV = "FLUXCLAW_TIME_SCALE"
 NO_KEY = (
     "no RunAPI key: set RUNAPI_API_KEY or run `fluxclaw config --api-key KEY`; "
@@ -177,6 +178,12 @@ def endpoint(
         from fluxclaw.sandbox.server import SandboxServer
 
         speed = _positive_env(SANDBOX_SPEED_ENV, 3.0)
+        low, high = contract.SANDBOX_SPEEDS
+        if not low <= speed <= high:
+            fail(
+                f"{SANDBOX_SPEED_ENV}={speed:g} must be from {low:g} to {high:g}.",
+                contract.EXIT_INVALID,
+            )
         with SandboxServer(speed=speed) as server:
             if debug:
                 setup_debug_logging()
@@ -189,7 +196,7 @@ def endpoint(
         setup_debug_logging()
     if not settings.api_key:
         fail(NO_KEY, contract.EXIT_AUTH)
-    scale = _positive_env(TIME_SCALE_ENV, 1.0)
+    scale = _positive_env(TIME_SCALE_ENV, 1.0) if os.environ.get(TIME_SCALE_ENV) else None
     yield settings.api_key, settings.base_url, PollPolicy(time_scale=scale)
 
 

@@ -24,8 +24,8 @@ from fluxclaw.cli.common import fail
     "--speed",
     default=1.0,
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Divide generation times by this factor.",
+    type=click.FloatRange(*contract.SANDBOX_SPEEDS),
+    help="Divide generation times by this factor (stated on every answer).",
 )
 @click.option(
     "--faults",

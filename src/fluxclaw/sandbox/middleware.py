@@ -1,6 +1,9 @@
-"""The per-request layer: request id, request log, header checks, auth, rate limit and faults.
+"""The per-request layer: request id, speed header, request log, header checks, auth, rate limit
+and faults.
 
-One pure-ASGI middleware rather than BaseHTTPMiddleware, whose per-request task and stream would
+Every answer states the sandbox's current speed (`contract.H_SANDBOX_SPEED`), so a plain client
+polls at the sandbox's pace from its first answer instead of the contract's real-time one. One
+pure-ASGI middleware rather than BaseHTTPMiddleware, whose per-request task and stream would
 cost more than a status poll itself; inspection routes (/_sandbox/) are neither logged nor checked.
 """
 
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import time
 import uuid
@@ -31,6 +35,7 @@ HTML_PAGE: Final = (
     b"</body>\r\n</html>\r\n"
 )
 GARBAGE: Final = b'{"id": "00000000-0000-4000-8000-0000000000", "status": "proc'
+_SPEED_HEADER: Final = contract.H_SANDBOX_SPEED.lower().encode()
 
 
 class SandboxMiddleware:
@@ -55,7 +60,10 @@ class SandboxMiddleware:
                 idem = value
             elif name == b"x-client-request-id":
                 client_id = value
-        extra = [(b"x-request-id", request_id.encode())]
+        extra = [
+            (b"x-request-id", request_id.encode()),
+            (_SPEED_HEADER, _speed_value(state.config.speed)),
+        ]
         bad: dict[str, list[str]] = {}
         for header, value in (
             (contract.H_IDEMPOTENCY_KEY, idem),
@@ -197,6 +205,12 @@ async def abort(scope: Scope, receive: Receive, send: Send) -> None:
     kill()
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+@functools.lru_cache(maxsize=16)
+def _speed_value(speed: float) -> bytes:
+    """`100`, `2.5`: the shortest exact decimal (the speed changes rarely, so it is cached)."""
+    return repr(speed).removesuffix(".0").encode()
 
 
 def _printable(value: bytes) -> bool:

@@ -2,14 +2,16 @@
 
 Registered through the `pytest11` entry point, so installing fluxclaw makes `fluxclaw_sandbox`
 and `fluxclaw_sandbox_factory` available to every test suite. The handle talks to the sandbox
-over its HTTP inspection API (not its memory), exactly as a test in another process would.
+over its HTTP inspection API (not its memory), exactly as a test in another process would, and
+hands out clients already pointed at it (which poll at its pace: it states its speed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Final, Unpack
 
 import httpx
 import pytest
@@ -17,6 +19,7 @@ import pytest
 from fluxclaw import sandbox
 
 if TYPE_CHECKING:
+    from fluxclaw.client import AsyncClient, Client, ClientOptions
     from fluxclaw.sandbox.server import SandboxServer
 
 TEST_API_KEY: Final = "sk-sandbox-test"
@@ -24,13 +27,34 @@ FAST: Final = 100.0
 
 
 class SandboxHandle:
-    """A running sandbox: `base_url`, `api_key`, and the inspection calls."""
+    """A running sandbox: `base_url`, `api_key`, clients for it, and the inspection calls."""
 
     def __init__(self, server: SandboxServer, api_key: str) -> None:
         self.server = server
         self.base_url = server.base_url
         self.api_key = api_key
         self._http = httpx.Client(base_url=self.base_url, timeout=30, trust_env=False)
+        self._clients: list[Client] = []
+        self._closed = False
+
+    def client(self, **options: Unpack[ClientOptions]) -> Client:
+        """A `fluxclaw.Client` for this sandbox (its base URL and key, any other client option),
+        closed when the test ends; `with` closes it sooner."""
+        from fluxclaw.client import Client
+
+        made = Client(self.api_key, self.base_url, **options)
+        self._clients.append(made)
+        return made
+
+    @contextlib.asynccontextmanager
+    async def async_client(self, **options: Unpack[ClientOptions]) -> AsyncIterator[AsyncClient]:
+        """`async with sandbox.async_client() as client:` a `fluxclaw.AsyncClient` for this
+        sandbox, closed when the block ends. Only as a block: its connections belong to the
+        test's event loop, which is gone by the time the fixture could close them."""
+        from fluxclaw.client import AsyncClient
+
+        async with AsyncClient(self.api_key, self.base_url, **options) as made:
+            yield made
 
     @property
     def headers(self) -> dict[str, str]:
@@ -94,6 +118,11 @@ class SandboxHandle:
         return result
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for made in self._clients:
+            made.close()
         self._http.close()
         self.server.stop()
 

@@ -18,7 +18,7 @@ from typing import Any, Final
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from fluxclaw import credentials
+from fluxclaw import contract, credentials
 from fluxclaw._serving import GRACE_SECONDS, Served
 from fluxclaw.sandbox import faults as faults_mod
 from fluxclaw.sandbox import images
@@ -69,8 +69,9 @@ class SandboxServer(Served):
     ) -> None:
         if c2pa:
             credentials.require("the sandbox's signed images (c2pa=True)")
-        if speed <= 0:
-            raise ValueError(f"speed={speed} must be above 0.")
+        low, high = contract.SANDBOX_SPEEDS
+        if not low <= speed <= high:  # the range a client adopts from the speed header
+            raise ValueError(f"speed={speed} must be from {low:g} to {high:g}.")
         if rate_limit is not None and rate_limit <= 0:
             raise ValueError(f"rate_limit={rate_limit} must be above 0.")
         if balance_usd < 0:

@@ -376,8 +376,11 @@ class SandboxState:
                 except faults_mod.FaultSpecError as error:
                     raise ConfigError("faults", str(error)) from error
             elif name == "speed":
-                if not _is_number(value) or value <= 0:
-                    raise ConfigError("speed", f"speed={value} must be a number above 0.")
+                low, high = contract.SANDBOX_SPEEDS
+                if not _is_number(value) or not low <= value <= high:
+                    raise ConfigError(
+                        "speed", f"speed={value} must be a number from {low:g} to {high:g}."
+                    )
                 new.speed = float(value)
             elif name == "rate_limit":
                 if value is not None and (not _is_number(value) or value <= 0):
