@@ -105,7 +105,8 @@ Each call is a new `fluxclaw generate --json` process against `fluxclaw sandbox 
 (Pro 1k: about 0.6 s of generation), with no `FLUXCLAW_TIME_SCALE`. A session is {CALLS} calls
 with a fresh data folder; {args.sessions} sessions per row, medians shown. With the history,
 each call starts from the generation times earlier calls stored in it; with `--no-history`,
-every call starts from the contract's typical 6 s. Goal: the sixth call's wall time at most
+every call starts from the contract's typical 6 s, scaled by the speed the sandbox states
+on its first answer. Goal: the sixth call's wall time at most
 2 x its generation time + 0.5 s. Machine: {docfile.machine()}.
 
 | mode | call | wall | generation | wall / generation | within goal |
