@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,21 +154,31 @@ def resolve_settings(api_key: str | None = None, base_url: str | None = None) ->
         nonlocal stored
         if stored is None:
             stored = load_config()
-        value = stored.get(name)
-        return value.strip() if isinstance(value, str) and value.strip() else None
+        return _stored_text(stored, name)
 
-    key, source = _first(
-        ("argument", api_key),
-        ("environment", os.environ.get(ENV_API_KEY)),
-    )
-    if key is None:
-        key = from_file("api_key")
-        source = "config" if key else "none"
+    key, source = _pick(api_key, ENV_API_KEY, lambda: from_file("api_key"))
     redaction.remember(api_key, os.environ.get(ENV_API_KEY), key)
-    url, _ = _first(("argument", base_url), ("environment", os.environ.get(ENV_BASE_URL)))
-    if url is None:
-        url = from_file("base_url") or contract.DEFAULT_BASE_URL
+    url, _ = _pick(base_url, ENV_BASE_URL, lambda: from_file("base_url"))
+    url = url or contract.DEFAULT_BASE_URL
+    source = "config" if source == "file" else source
     return Settings(api_key=key, base_url=url.rstrip("/"), source=source)
+
+
+def _pick(
+    argument: str | None, variable: str, from_file: Callable[[], str | None]
+) -> tuple[str | None, str]:
+    """The one order every setting is read in: argument, environment, file (read only when
+    needed); the source is "argument", "environment", "file" or "none"."""
+    value, source = _first(("argument", argument), ("environment", os.environ.get(variable)))
+    if value is None:
+        value = from_file()
+        source = "file" if value else "none"
+    return value, source
+
+
+def _stored_text(stored: Mapping[str, Any], name: str) -> str | None:
+    value = stored.get(name)
+    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 def _first(*candidates: tuple[str, str | None]) -> tuple[str | None, str]:
@@ -183,17 +194,10 @@ def signing_identity(
     """The user's C2PA signing certificate and key, if they set them: arguments, then
     FLUXCLAW_C2PA_CERT / FLUXCLAW_C2PA_KEY, then the config file's c2pa_cert / c2pa_key. Both
     or neither; readable; and the [c2pa] extra installed, all checked before anything is paid."""
-    found = [
-        (str(cert) if cert else None, str(key) if key else None),
-        (os.environ.get(ENV_C2PA_CERT), os.environ.get(ENV_C2PA_KEY)),
-    ]
-    chosen = next(((c, k) for c, k in found if c or k), None)
+    chosen = _signing_paths(cert, key)
     if chosen is None:
-        stored = load_config()
-        chosen = (stored.get("c2pa_cert"), stored.get("c2pa_key"))
-        if not any(chosen):
-            return None
-    cert_path, key_path = chosen
+        return None
+    cert_path, key_path, _ = chosen
     if not (isinstance(cert_path, str) and cert_path and isinstance(key_path, str) and key_path):
         raise errors.ValidationError(
             "signing needs both a certificate chain and its private key: pass --c2pa-cert and "
@@ -223,3 +227,115 @@ def signing_identity(
             "give a PEM chain (signing certificate first) and its own private key."
         ) from exc
     return identity
+
+
+def _signing_paths(
+    cert: str | os.PathLike[str] | None = None,
+    key: str | os.PathLike[str] | None = None,
+    stored: Mapping[str, Any] | None = None,
+) -> tuple[object, object, str] | None:
+    """Certificate and key paths as a pair from one source (arguments, then the environment,
+    then the file), so a cert from one place never meets a key from another; None if unset."""
+    found = [
+        ("argument", str(cert) if cert else None, str(key) if key else None),
+        ("environment", os.environ.get(ENV_C2PA_CERT), os.environ.get(ENV_C2PA_KEY)),
+    ]
+    chosen = next(((c, k, source) for source, c, k in found if c or k), None)
+    if chosen is None:
+        stored = load_config() if stored is None else stored
+        chosen = (stored.get("c2pa_cert"), stored.get("c2pa_key"), "file")
+        if not any(chosen[:2]):
+            return None
+    return chosen
+
+
+# What `fluxclaw config` stores and shows. The daily cap's key is spending.CONFIG_KEY (spending
+# sits above this module, so the name and its reading rule are restated here).
+DAILY_BUDGET_KEY = "daily_budget_usd"
+_PEM_FILES = {"c2pa_cert": ("--c2pa-cert", "certificate chain"), "c2pa_key": ("--c2pa-key", "key")}
+
+
+@dataclass(frozen=True, slots=True)
+class Effective:
+    """One setting as fluxclaw will use it, and where that came from: "environment", "file" or
+    "default". The key's value is never held here (so it cannot be shown), only `is_set`."""
+
+    value: str | float | None
+    source: str
+    is_set: bool
+
+
+def effective_settings() -> dict[str, Effective]:
+    """Each setting every command would use now, in the order `resolve_settings` and
+    `signing_identity` read them (environment, then file, then default), so what
+    `fluxclaw config` shows is what a create will do."""
+    stored = load_config()
+
+    def source(found: str) -> str:
+        return "default" if found == "none" else found
+
+    key, key_from = _pick(None, ENV_API_KEY, lambda: _stored_text(stored, "api_key"))
+    redaction.remember(key)
+    url, url_from = _pick(None, ENV_BASE_URL, lambda: _stored_text(stored, "base_url"))
+    budget = daily_budget_from(stored)
+    cert, pem_key, signing_from = _signing_paths(stored=stored) or (None, None, "default")
+    return {
+        "api_key": Effective(None, source(key_from), key is not None),
+        "base_url": Effective(
+            (url or contract.DEFAULT_BASE_URL).rstrip("/"), source(url_from), True
+        ),
+        DAILY_BUDGET_KEY: Effective(budget, "file" if budget else "default", budget is not None),
+        "c2pa_cert": Effective(str(cert) if cert else None, signing_from, bool(cert)),
+        "c2pa_key": Effective(str(pem_key) if pem_key else None, signing_from, bool(pem_key)),
+    }
+
+
+def daily_budget_from(stored: Mapping[str, Any]) -> float | None:
+    """The daily cap in US dollars as spending.daily_budget reads it: a positive number, or
+    None (no cap)."""
+    value = stored.get(DAILY_BUDGET_KEY)
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def base_url_to_store(value: str) -> str:
+    """`value` ready for `write_config` ('' removes it): anything but an http(s) URL is refused
+    when it is stored, not at the first paid call."""
+    url = value.strip()
+    if url and not contract.is_http_url(url):
+        raise errors.ValidationError(
+            f"--base-url {url} is not an http(s) URL; give one like {contract.DEFAULT_BASE_URL}, "
+            "or '' to remove the stored one.",
+            errors={"base_url": ["not an http(s) URL"]},
+        )
+    return url
+
+
+def needs_allow_http(url: str) -> bool:
+    """Plain http to another machine: every client refuses it without --allow-http, since the
+    key would cross the network in clear text."""
+    return url.strip().lower().startswith("http://") and not contract.is_loopback(url)
+
+
+def pem_path_to_store(name: str, value: str) -> str:
+    """The absolute path `c2pa_cert` / `c2pa_key` is stored as ('' removes it), refused unless
+    it is a readable file: a wrong path found now costs nothing, found at a create it stops
+    every saved image."""
+    option, what = _PEM_FILES[name]
+    if not value.strip():
+        return ""
+    path = Path(value).expanduser().resolve()
+    if not path.exists():
+        problem = "does not exist"
+    elif not path.is_file():
+        problem = "is not a file"
+    else:
+        try:
+            with path.open("rb"):
+                return str(path)
+        except OSError as exc:
+            problem = f"cannot be read ({exc.strerror or exc})"
+    raise errors.ValidationError(
+        f"{option} {path} {problem}; give the path of your C2PA {what} (PEM), "
+        "or '' to remove the stored one.",
+        errors={name: [problem]},
+    )

@@ -516,3 +516,35 @@ def _source_rules(model: Model | None, urls: object) -> list[Violation]:
 
 def _join(values: Any) -> str:
     return ", ".join(sorted(values) if isinstance(values, (set, frozenset)) else values)
+
+
+def model_catalog() -> list[dict[str, Any]]:
+    """Every family with its models and rules as plain data (for `fluxclaw models`); prices
+    are added by `pricing.priced_catalog`."""
+    out: list[dict[str, Any]] = []
+    for family in FAMILIES:
+        rules = FAMILY_RULES[family]
+        models = []
+        for action in ACTIONS:
+            sources = {"min": 1, "max": rules.max_sources, "text": source_span(family)}
+            models.append(
+                {
+                    "id": model_for(family, action).id,
+                    "action": action,
+                    "aspect_ratios": list(ratios_for(action, family)),
+                    "source_images": sources if action == "remix_image" else None,
+                }
+            )
+        out.append(
+            {
+                "family": family,
+                "resolutions": list(rules.resolutions),
+                "aspect_ratio_required": rules.ratio_required,
+                # The one output_count the family may send, or None: it must not send one.
+                "output_count": OUTPUT_COUNT if rules.output_count else None,
+                "safety_checker": rules.safety_checker,
+                "restrictions": restrictions(family),
+                "models": models,
+            }
+        )
+    return out

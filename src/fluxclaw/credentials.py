@@ -438,7 +438,10 @@ def describe(data: bytes, *, trust_anchors: bytes | None = None) -> dict[str, An
     found = provenance.inspect(data)
     c2pa: dict[str, Any] = {"present": found.c2pa}
     if found.c2pa and available():
-        c2pa.update(verify(data, found.format, trust_anchors=trust_anchors).to_dict())
+        try:
+            c2pa.update(verify(data, found.format, trust_anchors=trust_anchors).to_dict())
+        except Exception as exc:  # c2pa's own errors (a manifest or anchor it cannot read)
+            c2pa.update(state="invalid", codes=["unreadable"], error=str(exc)[:300])
     elif found.c2pa:
         c2pa["verified"] = None
         c2pa["note"] = f"presence only; `{INSTALL}` verifies it"

@@ -230,7 +230,16 @@ def _resume_flow(
     if output is not None or format is not None:
         # One overwrite rule for every door: a file named now is replaced only when asked.
         target = saving.check_target(output or str(target.folder), format, overwrite=overwrite)
-    if entry.status == "completed" and entry.paths and all(Path(p).is_file() for p in entry.paths):
+    # Saved already, and as asked: done. A format asked since is saved again (no new charge).
+    other = format is not None and any(
+        files.EXTENSIONS.get(Path(p).suffix.lower()) != format for p in entry.paths
+    )
+    if (
+        entry.status == "completed"
+        and entry.paths
+        and all(Path(p).is_file() for p in entry.paths)
+        and not other
+    ):
         assert entry.task_id is not None
         return JobResult(
             entry.task_id,

@@ -142,3 +142,18 @@ def estimate_cost(
         basis = "unknown"
     total = None if unit is None else unit * count
     return CostEstimate(chosen.id, chosen.family, resolution, count, unit, total, basis)
+
+
+def priced_catalog(schedule: Mapping[str, Mapping[str, int]] | None = None) -> list[dict[str, Any]]:
+    """`contract.model_catalog()` with each model's price per resolution it takes: `cents`
+    (None if unknown) and its `basis`, from `schedule` (cents per model id) else the contract."""
+    catalog = contract.model_catalog()
+    for family in catalog:
+        for model in family["models"]:
+            model["prices"] = {}
+            for resolution in family["resolutions"]:
+                found = estimate_cost(
+                    model["id"], resolution, action=model["action"], schedule=schedule
+                )
+                model["prices"][resolution] = {"cents": found.unit_cents, "basis": found.basis}
+    return catalog

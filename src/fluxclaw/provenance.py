@@ -36,6 +36,9 @@ RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 PACKET_ID = "W5M0MpCehiHzreSzNTczkc9d"
 # A label is a few hundred bytes; a bigger packet (or a zlib bomb in a PNG iTXt) is not read.
 MAX_READ_PACKET = 4 * 1024 * 1024
+# Chunks or segments walked in one file. An encoder's image has tens (a PNG's 8 KiB IDAT
+# chunks: a few thousand); millions of empty ones are a file built to exhaust memory.
+MAX_PARTS = 65_536
 
 _APP0, _APP1, _APP11, _SOS = 0xE0, 0xE1, 0xEB, 0xDA
 # Markers with no length field: TEM and the restart markers.
@@ -95,7 +98,7 @@ def image_format(data: bytes) -> Format | None:
 def _png_chunks(data: bytes) -> Iterator[_Part]:
     """Chunks by their length fields, through IEND; bytes after IEND are not walked."""
     pos, size = len(PNG_SIGNATURE), len(data)
-    while True:
+    for _ in range(MAX_PARTS):
         if pos + 12 > size:
             raise ValueError(f"PNG ends inside a chunk header at byte {pos}")
         length, kind = struct.unpack_from(">I4s", data, pos)
@@ -106,13 +109,14 @@ def _png_chunks(data: bytes) -> Iterator[_Part]:
         if kind == b"IEND":
             return
         pos = end
+    raise ValueError(f"PNG has more than {MAX_PARTS:,} chunks")
 
 
 def _jpeg_segments(data: bytes) -> Iterator[_Part]:
     """Marker segments after SOI, through the first SOS (entropy-coded data follows it);
     `kind` is the marker byte."""
     pos, size = 2, len(data)
-    while True:
+    for _ in range(MAX_PARTS):
         if pos >= size or data[pos] != 0xFF:
             raise ValueError(f"JPEG has no marker where one belongs (byte {pos})")
         start = pos
@@ -134,6 +138,7 @@ def _jpeg_segments(data: bytes) -> Iterator[_Part]:
         pos += length
         if marker == _SOS:
             return
+    raise ValueError(f"JPEG has more than {MAX_PARTS:,} segments before its first scan")
 
 
 def _riff_chunks(data: bytes) -> tuple[list[_Part], int]:
@@ -154,6 +159,8 @@ def _riff_chunks(data: bytes) -> tuple[list[_Part], int]:
             raise ValueError(f"WebP chunk {kind!r} at byte {pos} runs past the RIFF end")
         end = min(body_end + (body_end - pos) % 2, riff_end)  # a last pad byte may be missing
         parts.append(_Part(kind, pos, end, pos + 8, body_end))
+        if len(parts) > MAX_PARTS:
+            raise ValueError(f"WebP has more than {MAX_PARTS:,} chunks")
         pos = end
     return parts, riff_end
 

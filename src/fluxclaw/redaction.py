@@ -65,22 +65,29 @@ def scrub(text: str, *extra: str | None) -> str:
     if not text:
         return text
     if long is not None:
-        text = _mask_tokens(long, text)
+        text = _mask_tokens(long, short, text)
     if short is not None:
         text = short.sub(MASK, text)
     return text
 
 
-def _mask_tokens(pattern: re.Pattern[str], text: str) -> str:
+def _mask_tokens(pattern: re.Pattern[str], short: re.Pattern[str] | None, text: str) -> str:
+    """Each long key's token masked; a short key that overlaps that token (it may hold a `.`)
+    is masked with it, so no part of it is left beside the mask."""
     pieces: list[str] = []
     done = 0  # text[:done] is settled
     for match in pattern.finditer(text):
         start, end = match.span()
         if start < done:
             continue  # inside a token already masked
-        pieces.append(text[done : _token_start(text, start, done)])
+        start, end = _token_start(text, start, done), _token_end(text, end)
+        if short is not None:  # a bounded look around the token: linear in all
+            for near in short.finditer(text, max(done, start - _SHORT - 1), end + _SHORT + 1):
+                if near.start() < end and near.end() > start:
+                    start, end = min(start, near.start()), max(end, near.end())
+        pieces.append(text[done:start])
         pieces.append(MASK)
-        done = _token_end(text, end)
+        done = end
     if not pieces:
         return text
     pieces.append(text[done:])

@@ -202,11 +202,12 @@ def store(
         path = path.with_name(path.name + SUFFIX[target])
     meta = dict(metadata or {})
     text = json.dumps(meta, ensure_ascii=False, sort_keys=True)
+    converting = target != source or quality is not None
+    odd: str | None = None  # why the file's container could not be walked, if it could not
     try:
         credentials = provenance.c2pa_present(data)
-    except ValueError as exc:  # check_image passed, so only a hostile container gets here
-        raise errors.DownloadError(f"{short_url(url) or 'image'}: {exc}") from exc
-    converting = target != source or quality is not None
+    except ValueError as exc:  # decodable (check_image passed) but its container is odd
+        credentials, odd = False, str(exc)
     output: bytes
     origin: dict[str, Any]
     if credentials and not converting:  # signed upstream: every byte is bound, so none changes
@@ -222,13 +223,23 @@ def store(
             output = _jpeg_with_comment(data, text)
         else:
             output = data  # WebP: the record goes to the sidecar, the label into the file
-        output = provenance.label(
-            output,
-            model=str(meta.get("model") or "Flux 2"),
-            creator_tool=CREATOR_TOOL,
-            prompt=str(meta.get("prompt") or "") or None if label_prompt else None,
-        )
+        try:
+            output = provenance.label(
+                output,
+                model=str(meta.get("model") or "Flux 2"),
+                creator_tool=CREATOR_TOOL,
+                prompt=str(meta.get("prompt") or "") or None if label_prompt else None,
+            )
+        except ValueError as exc:
+            odd = odd or str(exc)
         origin = {"c2pa": "absent", "label": "iptc"}
+        if odd is not None:  # a paid image is saved whatever its container: unlabelled, said
+            origin = {"c2pa": "unknown", "label": None, "note": odd}
+            warnings.warn(
+                f"{path.name}: saved without an AI label ({odd}).",
+                errors.ProvenanceWarning,
+                stacklevel=2,
+            )
         if credentials:
             origin = {"c2pa": "present", "kept": False, "label": "iptc"}
             warnings.warn(
@@ -245,10 +256,16 @@ def store(
         width, height = image.size
     path.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(output).hexdigest()
+    received = hashlib.sha256(data).hexdigest()
+    # A signature differs each time: a signed save knows its image by what was downloaded.
+    known = received if signer is not None else None
     if not overwrite and path.exists():
-        path = _free_name(path, digest)
-    if not (path.is_file() and _sha256(path) == digest):
+        path = _free_name(path, digest, known)
+    kept = _kept(path, digest, known)
+    if kept is None:
         atomic_write(path, output)
+    else:  # this image is there already: kept as it is
+        output, digest = kept, hashlib.sha256(kept).hexdigest()
     side: Path | None = None
     if sidecar:
         side = path.with_name(path.name + ".json")
@@ -260,6 +277,7 @@ def store(
             "height": height,
             "size_bytes": len(output),
             "sha256": digest,
+            "source_sha256": received,
             "provenance": origin,
             "source_url": url or None,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -296,19 +314,34 @@ def _signed(
         ) from exc
 
 
-def _free_name(path: Path, digest: str) -> Path:
+def _free_name(path: Path, digest: str, received: str | None) -> Path:
     """`path` if it already holds this very image, else the first free `<stem>-N<suffix>`."""
-    if path.is_file() and _sha256(path) == digest:
+    if _kept(path, digest, received) is not None:
         return path
     for number in range(2, 10_000):
         candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
-        if not candidate.exists() or (candidate.is_file() and _sha256(candidate) == digest):
+        if not candidate.exists() or _kept(candidate, digest, received) is not None:
             return candidate
     raise errors.ValidationError(f"no free file name next to {path}")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _kept(path: Path, digest: str, received: str | None) -> bytes | None:
+    """The bytes at `path` if they are this image: the same bytes, or (a signed save) the file
+    whose untouched sidecar says it was made from the same download."""
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    found = hashlib.sha256(data).hexdigest()
+    if found == digest:
+        return data
+    if received is None:
+        return None
+    try:
+        record = json.loads(path.with_name(path.name + ".json").read_text())
+    except (OSError, ValueError):
+        return None
+    same = isinstance(record, dict) and record.get("source_sha256") == received
+    return data if same and record.get("sha256") == found else None
 
 
 CREATOR_TOOL = f"fluxclaw {__version__}"  # xmp:CreatorTool of the files fluxclaw labels

@@ -33,7 +33,9 @@ def test_the_daily_budget_holds_across_the_cli_and_mcp(
         )
 
     assert cli("config", "--daily-budget", "0.10").returncode == 0
-    assert json.loads(cli("config", "--json").stdout)["daily_budget_usd"] == 0.10
+    assert (
+        json.loads(cli("config", "--json").stdout)["settings"]["daily_budget_usd"]["value"] == 0.10
+    )
     for n in range(2):
         done = cli("generate", f"a daily photo {n}", "--base-url", sandbox.base_url, "-o", "out/")
         assert done.returncode == 0, done.stderr

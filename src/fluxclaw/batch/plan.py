@@ -281,7 +281,7 @@ def plan_batch(
         latest: Entry | None = entries[-1] if entries else None
         if latest is None:  # the folder moved, or the ledger was lost: the files still tell
             latest = _on_disk(history, batch, job)
-        kind, entry = _kind(latest, _taken(job))
+        kind, entry = _kind(latest, _taken(job), job.format)
         if kind == "new" and job.slot:
             new_slots[identity] = job.slot
         resolution = job.resolution or contract.DEFAULT_RESOLUTION
@@ -405,15 +405,20 @@ def _on_disk(history: History, batch: str, job: jobs.Job) -> Entry | None:
     return history.find(str(found["task_id"]))
 
 
-def _kind(latest: Entry | None, slot_paid: bool) -> tuple[str, Entry | None]:
+def _kind(
+    latest: Entry | None, slot_paid: bool, fmt: ImageFormat | None
+) -> tuple[str, Entry | None]:
     if latest is None or latest.status in ("rejected", "gone"):
         return ("changed" if slot_paid else "new"), None
     if (
         latest.status == "completed"
         and latest.paths
         and all(Path(p).is_file() for p in latest.paths)
+        and (
+            fmt is None or all(EXTENSIONS.get(Path(p).suffix.lower()) == fmt for p in latest.paths)
+        )
     ):
-        return "done", latest
+        return "done", latest  # saved, and in the format the row asks for (if it asks)
     if latest.status == "failed":
         return "failed", latest
     if latest.status in UNFINISHED or latest.status == "completed":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -22,7 +23,7 @@ from fluxclaw import contract, errors, jobs, saving
 from fluxclaw.batch.gallery import thumbnail, write_gallery
 from fluxclaw.batch.pace import Pace
 from fluxclaw.batch.plan import Defaults, Plan, Planned, plan_batch
-from fluxclaw.batch.rows import BadRow, Row
+from fluxclaw.batch.rows import BadFile, BadRow, Row
 from fluxclaw.history import History
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from fluxclaw.client import AsyncClient
     from fluxclaw.models import TaskStatus
 
+
+log = logging.getLogger("fluxclaw.batch")
 
 # A row that meets rate limits past the client's own retries is tried again by the engine,
 # with backoff, for as long as a row may take.
@@ -175,8 +178,9 @@ async def run_batch(
             "history": history,
         }
         try:
-            if entry is not None:  # started before: finished by its task id, else its key
-                done = await jobs.aresume(client, entry, **patient)
+            if entry is not None:  # started before: finished by its task id, else its key,
+                # saved as the row asks now (a format asked since is a re-save, not a charge)
+                done = await jobs.aresume(client, entry, format=job.format, **patient)
             else:
                 done = await _start(client, job, uploads, receiver, budget_usd, patient)
         except errors.BudgetExceededError as error:
@@ -199,19 +203,22 @@ async def run_batch(
 
     running: set[asyncio.Task[None]] = set()  # only rows in flight are held, never all
     report()
-    for planned in plan.each(history):
-        if isinstance(planned, BadRow):
-            continue
-        if planned.kind == "done" or (planned.kind == "failed" and planned.entry is not None):
-            progress.done += planned.kind == "done"
-            progress.failed += planned.kind == "failed"
-            continue
-        await pace.acquire()
-        progress.in_flight += 1
-        report()
-        task = asyncio.create_task(one(planned))
-        running.add(task)
-        task.add_done_callback(running.discard)
+    try:
+        for planned in plan.each(history):
+            if isinstance(planned, BadRow):
+                continue
+            if planned.kind == "done" or (planned.kind == "failed" and planned.entry is not None):
+                progress.done += planned.kind == "done"
+                progress.failed += planned.kind == "failed"
+                continue
+            await pace.acquire()
+            progress.in_flight += 1
+            report()
+            task = asyncio.create_task(one(planned))
+            running.add(task)
+            task.add_done_callback(running.discard)
+    except (OSError, BadFile) as error:  # moved or cut short under the run: no more rows start
+        log.warning("batch file not readable again (%s); no further rows start", error)
     while running:
         await asyncio.gather(*list(running))
     return _finish(out, history, plan, outcome, charged_before)
@@ -308,12 +315,16 @@ def _finish(
     counts: dict[str, int] = {}
     running = 0
     manifest = out / "manifest.jsonl"
-    with saving.atomic_writer(manifest) as handle:
-        for planned in plan.each(history):
-            line = _line(history, plan.batch, planned, outcome)
-            counts[line["status"]] = counts.get(line["status"], 0) + 1
-            running += line.pop("_running", 0)
-            handle.write(_json_line(line))
+    try:
+        with saving.atomic_writer(manifest) as handle:
+            for planned in plan.each(history):
+                line = _line(history, plan.batch, planned, outcome)
+                counts[line["status"]] = counts.get(line["status"], 0) + 1
+                running += line.pop("_running", 0)
+                handle.write(_json_line(line))
+    except (OSError, BadFile) as error:  # the file moved or changed under the run
+        log.warning("batch file not readable again (%s); manifest from the ledger", error)
+        counts, running = _ledger_manifest(history, plan, manifest)
     write_gallery(out, _manifest_lines(manifest))
     charged = history.charged_cents(batch=plan.batch)
     return BatchResult(
@@ -356,6 +367,41 @@ def _line(
     if entry is not None and entry.cost is None and status == "error":
         line["_running"] = entry.estimate_cents or 0
     return line
+
+
+def _ledger_manifest(history: History, plan: Plan, manifest: Path) -> tuple[dict[str, int], int]:
+    """The manifest when the batch file cannot be read again: a line per planned row, from its
+    newest ledger row (what was paid and saved is still listed; a row never started says so)."""
+    latest = {entry.identity: entry for entry in history.in_batch(plan.batch)}
+    counts: dict[str, int] = {}
+    running = 0
+    with saving.atomic_writer(manifest) as handle:
+        for identity in plan.decisions:
+            entry = latest.get(identity)
+            status, error = _status(entry, None)
+            if entry is None:
+                error = "not started: the batch file could not be read again; run it again"
+            counts[status] = counts.get(status, 0) + 1
+            if entry is not None and entry.cost is None and status == "error":
+                running += entry.estimate_cents or 0
+            line: dict[str, Any] = {
+                "line": None,
+                "status": status,
+                "identity": identity,
+                "error": error,
+            }
+            if entry is not None:
+                line |= {
+                    "task_id": entry.task_id,
+                    "cost_usd": entry.cost,
+                    "path": entry.paths[-1] if entry.paths else None,
+                    "prompt": entry.prompt,
+                    "model": entry.model,
+                    "aspect_ratio": entry.params.get("aspect_ratio"),
+                    "resolution": entry.params.get("resolution"),
+                }
+            handle.write(_json_line(line))
+    return counts, running
 
 
 def _json_line(line: dict[str, Any]) -> bytes:

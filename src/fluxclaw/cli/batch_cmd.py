@@ -149,7 +149,7 @@ def command(
     )
     click.echo(
         f"batch: {counts.get('done', 0)} done, {counts.get('failed', 0) + counts.get('error', 0)} "
-        f"failed, {counts.get('over_budget', 0)} over budget, {len(result.bad)} bad rows; "
+        f"failed, {counts.get('over_budget', 0)} over budget, {counts.get('invalid', 0)} bad rows; "
         f"${result.charged_now_usd:.2f} charged in this run, ${result.spent_usd:.2f} for this "
         f"batch in all{running}\nmanifest: {summary['manifest']}\n"
         f"gallery: {summary['gallery']}",
@@ -161,7 +161,7 @@ def command(
         sys.exit(contract.EXIT_INVALID)
     if counts.get("over_budget"):  # a cap stopped rows: the one thing to raise or wait out
         sys.exit(contract.EXIT_BUDGET)
-    if counts.get("failed") or counts.get("error") or result.bad_count:
+    if counts.get("failed") or counts.get("error") or counts.get("invalid"):
         sys.exit(contract.EXIT_OTHER)
 
 

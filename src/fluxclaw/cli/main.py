@@ -40,6 +40,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "mcp": ("fluxclaw.cli.mcp_cmd", "command", "Serve fluxclaw as an MCP server over stdio."),
     "openclaw": ("fluxclaw.cli.openclaw_cmd", "command", "Install the OpenClaw skill."),
     "price": ("fluxclaw.cli.price_cmd", "command", "Show prices, or estimate a run."),
+    "models": (
+        "fluxclaw.cli.models_cmd",
+        "command",
+        "List the models: ids, ratios, resolutions, sources and prices.",
+    ),
     "provenance": (
         "fluxclaw.cli.provenance_cmd",
         "command",
@@ -100,6 +105,9 @@ def _main() -> None:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.UsageError as error:
+        if error.ctx is not None and _bare_group(error):
+            click.echo(error.ctx.get_help())
+            sys.exit(contract.EXIT_OK)
         where = f" (see: {error.ctx.command_path} --help)" if error.ctx else ""
         click.echo(f"error: {error.format_message()}{where}", err=True)
         sys.exit(contract.EXIT_INVALID)
@@ -107,6 +115,13 @@ def _main() -> None:
         click.echo(f"error: {error.format_message()}", err=True)
         sys.exit(error.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _bare_group(error: click.UsageError) -> bool:
+    """A group run with no arguments (`fluxclaw`, `fluxclaw openclaw`): its help, not an error.
+    click 8.2+ raises NoArgsIsHelpError for it; 8.1 printed the help and exited 0 itself."""
+    kind = getattr(click.exceptions, "NoArgsIsHelpError", None)
+    return kind is not None and isinstance(error, kind)
 
 
 if __name__ == "__main__":  # pragma: no cover

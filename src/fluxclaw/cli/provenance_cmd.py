@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from fluxclaw import contract
-from fluxclaw.cli.common import handle_errors
+from fluxclaw.cli.common import fail, handle_errors
+from fluxclaw.files import MAX_IMAGE_BYTES
 
 
 @click.command()
@@ -32,13 +33,15 @@ def command(files: tuple[Path, ...], trust: Path | None, as_json: bool) -> None:
     """
     from fluxclaw import credentials
 
-    anchors = trust.read_bytes() if trust else None
+    anchors = _anchors(trust) if trust else None
     unread = 0
     for path in files:  # a catalogue is checked whole: one bad file is said and skipped
         try:
-            report = credentials.describe(path.read_bytes(), trust_anchors=anchors)
+            report = credentials.describe(_read(path), trust_anchors=anchors)
         except OSError as exc:
             report = {"format": None, "error": f"cannot read it ({exc.strerror or exc})"}
+        except ValueError as exc:  # a container that does not hold together, or too large
+            report = {"format": None, "error": f"not a whole image ({exc})"}
         if report["format"] is None:
             unread += 1
             why = report.get("error") or "not a PNG, JPEG or WebP image"
@@ -50,6 +53,25 @@ def command(files: tuple[Path, ...], trust: Path | None, as_json: bool) -> None:
             click.echo(_text(path, report))
     if unread:
         sys.exit(contract.EXIT_INVALID)
+
+
+def _read(path: Path) -> bytes:
+    """At most MAX_IMAGE_BYTES (Flux 2 images are a few MB): /dev/zero is refused, not read."""
+    with path.open("rb") as handle:
+        data = handle.read(MAX_IMAGE_BYTES + 1)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ValueError(f"larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MiB")
+    return data
+
+
+def _anchors(trust: Path) -> bytes:
+    data = trust.read_bytes()
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        fail(
+            f"{trust} holds no PEM certificate; give the signer's root CA as PEM.",
+            contract.EXIT_INVALID,
+        )
+    return data
 
 
 def _text(path: Path, report: dict[str, Any]) -> str:
