@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Collection, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,13 +122,24 @@ def _m005_prices() -> list[str]:
     ]
 
 
+def _m006_hidden() -> list[str]:
+    """Rows a user hid (`fluxclaw history forget`): left out of lists and of a bare `resume`,
+    still counted by every sum of money (caps, batch budgets and identities)."""
+    return ["ALTER TABLE tasks ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0"]
+
+
 MIGRATIONS: tuple[Callable[[], list[str]], ...] = (
     _m001_tasks,
     _m002_jobs,
     _m003_durations,
     _m004_ledger,
     _m005_prices,
+    _m006_hidden,
 )
+
+# The shortest start of a task id or idempotency key that names a row (`History.resolve`).
+MIN_PREFIX = 6
+_PREFIX = re.compile(r"[0-9a-fA-F-]+")
 
 # A row's share of a cap: its charge once known, nothing once it surely cost nothing, and its
 # estimate for as long as it may still be charged (a task the client gave up on runs on) or
@@ -219,6 +232,7 @@ class Entry:
     batch: str | None = None
     identity: str | None = None
     private: bool = False
+    hidden: bool = False
 
     @property
     def unfinished(self) -> bool:
@@ -527,24 +541,111 @@ class History:
             ).fetchone()
         return None if found is None else _entry(found)
 
+    def resolve(self, ref: str) -> Entry | None:
+        """The row a person means by `ref`: a whole task id or idempotency key, or a start of
+        one (at least `MIN_PREFIX` hex digits, any case) that fits one row. None when no row
+        has it but it is a whole task id (a task made elsewhere may still have it). Raises
+        ValidationError for a start that fits several rows and NotFoundError for one that fits
+        none and is no whole id: both before anything is sent anywhere."""
+        ref = ref.strip()
+        found = self.find(ref)
+        if found is not None:
+            return found
+        matches = self._starting(ref) if _is_prefix(ref) else {}
+        rows = len({entry.id for entry in matches.values()})
+        if rows == 1:
+            return self.find(next(iter(matches)))
+        if matches:
+            shown = [f"{full} ({entry.status})" for full, entry in list(matches.items())[:10]]
+            more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
+            raise errors.ValidationError(
+                f"{ref!r} starts the id or key of {rows} tasks in the history: "
+                f"{', '.join(shown)}{more}; give more of it."
+            )
+        if _is_uuid(ref):
+            return None
+        too_short = bool(_PREFIX.fullmatch(ref)) and not _is_prefix(ref)
+        more = f" (give at least {MIN_PREFIX} characters of one)" if too_short else ""
+        raise errors.NotFoundError(
+            f"no task in the history has an id or idempotency key starting with {ref!r}{more}; "
+            "`fluxclaw history` lists them, and a task made elsewhere needs its whole id (a "
+            "UUID)."
+        )
+
+    def _starting(self, prefix: str) -> dict[str, Entry]:
+        """Each whole task id or key that starts with `prefix`, with its newest row: rows that
+        share a key are one task (`find` picks among them), so they are one match."""
+        pattern = prefix + "%"  # LIKE ignores ASCII case; hex digits and dashes only
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT * FROM tasks WHERE task_id LIKE ? OR idempotency_key LIKE ?"
+                " ORDER BY id DESC LIMIT 100",
+                (pattern, pattern),
+            ).fetchall()
+        matches: dict[str, Entry] = {}
+        for row in rows:
+            entry = _entry(row)
+            for full in (entry.task_id, entry.idempotency_key):
+                if full and full.lower().startswith(prefix.lower()):
+                    matches.setdefault(full, entry)
+        return matches
+
+    def forget(self, row: int) -> None:
+        """Hide a row from lists and from a bare `resume`. Nothing about its money changes:
+        caps, batch budgets and batch identities read every row, hidden or not."""
+        with self._db() as db:
+            db.execute("UPDATE tasks SET hidden = 1 WHERE id = ?", (row,))
+
+    def discard(self, row: int) -> bool:
+        """Delete a row that records no money: no idempotency key (nothing of ours was ever
+        created), no cost, no batch. What a task id the API does not know leaves behind, so a
+        mistyped `fluxclaw wait ID` is not a task that `resume` retries for good."""
+        with self._db() as db:
+            cursor = db.execute(
+                "DELETE FROM tasks WHERE id = ? AND idempotency_key IS NULL AND cost IS NULL"
+                " AND batch IS NULL",
+                (row,),
+            )
+        return cursor.rowcount > 0
+
+    def counted_cents(self, row: int) -> int:
+        """A row's share of every cap (the sum `committed_cents` adds up), for saying so."""
+        with self._db() as db:
+            found = db.execute(
+                f"SELECT {_COMMITTED_CENTS} FROM tasks WHERE id = ? AND sandbox = 0", (row,)
+            ).fetchone()
+        return int(found[0])
+
     def unfinished(self, *, limit: int = 100) -> list[Entry]:
-        """Rows that may still become a paid image, oldest first."""
+        """Rows that may still become a paid image, oldest first (hidden ones left out: a bare
+        `resume` does not try them; `resume ID` still does)."""
         marks = ", ".join("?" for _ in UNFINISHED)
         with self._db() as db:
             rows = db.execute(
-                f"SELECT * FROM tasks WHERE status IN ({marks}) ORDER BY id LIMIT ?",
+                f"SELECT * FROM tasks WHERE status IN ({marks}) AND hidden = 0 ORDER BY id LIMIT ?",
                 (*sorted(UNFINISHED), limit),
             ).fetchall()
         return [_entry(row) for row in rows]
 
-    def search(self, text: str | None = None, *, limit: int = 20) -> list[Entry]:
-        """Newest first; `text` matches the prompt, task id, model or status."""
-        query = "SELECT * FROM tasks"
+    def search(
+        self,
+        text: str | None = None,
+        *,
+        limit: int = 20,
+        statuses: Collection[str] | None = None,
+    ) -> list[Entry]:
+        """Newest first, hidden rows left out; `text` matches the prompt, task id, model or
+        status, `statuses` keeps only rows in those states."""
+        where = ["hidden = 0"]
         args: list[Any] = []
         if text:
-            query += " WHERE prompt LIKE ? OR task_id LIKE ? OR model LIKE ? OR status = ?"
+            where.append("(prompt LIKE ? OR task_id LIKE ? OR model LIKE ? OR status = ?)")
             pattern = f"%{text}%"
             args += [pattern, pattern, pattern, text]
+        if statuses is not None:
+            where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            args += sorted(statuses)
+        query = f"SELECT * FROM tasks WHERE {' AND '.join(where)}"
         query += " ORDER BY created_at DESC, id DESC LIMIT ?"
         args.append(limit)
         with self._db() as db:
@@ -595,6 +696,19 @@ class History:
             )
 
 
+def _is_prefix(ref: str) -> bool:
+    return bool(_PREFIX.fullmatch(ref)) and len(ref.replace("-", "")) >= MIN_PREFIX
+
+
+def _is_uuid(ref: str) -> bool:
+    """What the client takes as a task id (`_core.check_task_id`, which this layer is below)."""
+    try:
+        uuid.UUID(ref)
+    except ValueError:
+        return False
+    return True
+
+
 def _private(path: Path) -> None:
     """Prompts are the user's own: the file is readable by its owner only."""
     for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
@@ -627,4 +741,5 @@ def _entry(row: sqlite3.Row) -> Entry:
         batch=row["batch"],
         identity=row["identity"],
         private=bool(row["private"]),
+        hidden=bool(row["hidden"]),
     )

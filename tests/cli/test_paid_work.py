@@ -355,7 +355,15 @@ def test_a_history_written_by_the_first_schema_keeps_working(
         names = [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY name")]
         status = db.execute("SELECT status FROM tasks").fetchone()[0]
     assert (
-        names == ["_m001_tasks", "_m002_jobs", "_m003_durations", "_m004_ledger", "_m005_prices"]
+        names
+        == [
+            "_m001_tasks",
+            "_m002_jobs",
+            "_m003_durations",
+            "_m004_ledger",
+            "_m005_prices",
+            "_m006_hidden",
+        ]
         and status == "completed"
     )
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"

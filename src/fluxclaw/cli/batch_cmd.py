@@ -320,7 +320,14 @@ async def _run(
 @click.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--from-history", is_flag=True, help="Every saved image in the local history.")
-@click.option("-n", "--limit", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="With --from-history: how many of the newest tasks to show.",
+)
 @handle_errors
 def gallery(folder: Path, from_history: bool, limit: int) -> None:
     """Write FOLDER/index.html from its batch manifest (or, --from-history, from the history)."""

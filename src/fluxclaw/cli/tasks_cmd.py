@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,8 @@ from fluxclaw.config import AGENT_OUTPUT_DIR
 if TYPE_CHECKING:
     from fluxclaw.cli.progress import Progress
     from fluxclaw.client import Client
+    from fluxclaw.errors import FluxclawError
+    from fluxclaw.history import Entry, History
     from fluxclaw.jobs import JobResult
     from fluxclaw.models import TaskStatus
 
@@ -269,8 +272,40 @@ def resume_options(func: Any) -> Any:
         "--force", is_flag=True, help="Overwrite the file named by -o if it exists."
     )(func)
     return click.option(
-        "--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True
+        "--timeout",
+        type=click.FloatRange(min=1),
+        default=600.0,
+        show_default=True,
+        help="Seconds to wait for the task before giving up (it keeps running; run again).",
     )(func)
+
+
+def resolve_ref(history: History, ref: str) -> tuple[str, Entry | None]:
+    """The whole task id or key a person means (a start of one that fits one row is enough)
+    and its row; an ambiguous start, or one that fits no row and is no task id, is refused
+    here, before any key is needed or request sent."""
+    entry = history.resolve(ref)
+    if entry is None:  # a whole task id the ledger does not know: made elsewhere, maybe
+        return str(uuid.UUID(ref.strip())), None
+    return entry.task_id or entry.idempotency_key or ref.strip(), entry
+
+
+def _not_found(history: History, ref: str, before: Entry | None, error: FluxclawError) -> None:
+    """The API does not know this task id: a row that only ever held it (no key of ours, no
+    cost, no image) is no task. The one this command adopted goes; an older one ends as
+    `gone`. Either way a bare `resume` does not keep failing on a mistyped id, and the error
+    does not say to wait for it again."""
+    row = history.find(ref)
+    if row is None or row.idempotency_key or row.cost is not None or row.urls:
+        return
+    if before is None:
+        history.discard(row.id)
+    else:
+        history.update(row.id, status="gone")
+    error.hint = (
+        "No task has this id there: check the id (`fluxclaw history` lists yours) and the API "
+        "it was made on (--base-url)."
+    )
 
 
 def finish_one(
@@ -289,10 +324,11 @@ def finish_one(
     """Finish one recorded job (or a task made elsewhere) by task id or idempotency key."""
     from fluxclaw import jobs
     from fluxclaw.cli.progress import Progress
+    from fluxclaw.errors import NotFoundError
     from fluxclaw.history import History
 
     history = History()
-    entry = history.find(ref)
+    ref, entry = resolve_ref(history, ref)
     if entry is not None:
         jobs.refuse_gone(entry, history)  # before asking for a key it would not need
     openclaw = openclaw or bool(os.environ.get(OPENCLAW_ENV))
@@ -311,16 +347,20 @@ def finish_one(
     ):
         if entry is None:
             watch.task_id = ref
-        done = jobs.finish(
-            client,
-            ref,
-            history=history,
-            output=output,
-            format=image_format,
-            overwrite=force,
-            timeout=timeout,
-            on_update=watch,
-        )
+        try:
+            done = jobs.finish(
+                client,
+                ref,
+                history=history,
+                output=output,
+                format=image_format,
+                overwrite=force,
+                timeout=timeout,
+                on_update=watch,
+            )
+        except NotFoundError as error:
+            _not_found(history, ref, entry, error)
+            raise
         report(done, as_json=as_json, openclaw=openclaw, sandbox=False, progress=progress)
 
 
@@ -386,12 +426,12 @@ def status(
     from fluxclaw.history import History
 
     history = History()
-    entry = history.find(task_id)
+    ref, entry = resolve_ref(history, task_id)
     if entry is not None:
         jobs.refuse_gone(entry, history)  # before asking for a key it would not need
     url = base_url or (entry.base_url if entry and not entry.sandbox else None)
     with connect(api_key, url, sandbox=False, debug=debug) as client:
-        found = jobs.look(client, task_id, history)
+        found = jobs.look(client, ref, history)
     urls = [image.url for image in found.images]
     payload = {
         "task_id": found.task_id,
