@@ -47,8 +47,8 @@ if TYPE_CHECKING:
     help="Submit nothing that, with what is in flight, would pass this total.",
 )
 @click.option("-m", "--model", help="Default model for rows without one (pro, flex, max).")
-@click.option("--aspect-ratio", help="Default aspect ratio for rows without one.")
-@click.option("--resolution", help="Default resolution for rows without one (1k, 2k).")
+@click.option("-a", "--aspect-ratio", help="Default aspect ratio for rows without one.")
+@click.option("-r", "--resolution", help="Default resolution for rows without one (1k, 2k).")
 @click.option("--format", "image_format", type=click.Choice(FORMATS), help="Default format.")
 @click.option(
     "--callback-url",
@@ -77,6 +77,11 @@ if TYPE_CHECKING:
     help="Re-make rows that changed since their image was paid for (the old image stays).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    help="Run against a sandbox started for this command (no key, no cost).",
+)
 @connection_options
 @handle_errors
 def command(
@@ -94,6 +99,7 @@ def command(
     dry_run: bool,
     yes: bool,
     as_json: bool,
+    sandbox: bool,
     api_key: str | None,
     base_url: str | None,
     debug: bool,
@@ -125,7 +131,7 @@ def command(
         yes=yes,
         as_json=as_json,
     )
-    with endpoint(api_key, base_url, sandbox=False, debug=debug) as (key, url, poll):
+    with endpoint(api_key, base_url, sandbox=sandbox, debug=debug) as (key, url, poll):
         result = anyio.run(lambda: _run(key, url, poll, RowFile(file), plan))
     if result is None:
         return  # a dry run: the plan is printed

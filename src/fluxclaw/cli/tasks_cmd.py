@@ -454,11 +454,16 @@ def status(
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--sandbox", is_flag=True, help="Ask a sandbox started for this command (no key, no cost)."
+)
 @connection_options
 @handle_errors
-def balance(as_json: bool, api_key: str | None, base_url: str | None, debug: bool) -> None:
+def balance(
+    as_json: bool, sandbox: bool, api_key: str | None, base_url: str | None, debug: bool
+) -> None:
     """Show the account's balance."""
-    with connect(api_key, base_url, sandbox=False, debug=debug) as client:
+    with connect(api_key, base_url, sandbox=sandbox, debug=debug) as client:
         found = client.balance()
     if as_json:
         click.echo(json.dumps(found))

@@ -1,0 +1,48 @@
+"""The README's own commands, run as written (against the sandbox), and the offline `--sandbox`
+of the commands that lacked it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+from .conftest import Run
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def _readme_line(starts: str) -> list[str]:
+    [line] = [
+        m for m in re.findall(r"^(fluxclaw .*)$", README.read_text(), re.M) if m.startswith(starts)
+    ]
+    return shlex.split(line.split("#")[0])[1:]
+
+
+def _rows(work: Path, name: str) -> None:
+    rows = [{"prompt": "a red lamp on a desk"}, {"prompt": "a blue teapot on a shelf"}]
+    (work / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_the_readmes_batch_command_runs_as_written(
+    run: Run, api: dict[str, str], sandbox: Any, tmp_path: Path
+) -> None:
+    args = _readme_line("fluxclaw batch products.jsonl")
+    _rows(tmp_path / "work", "products.jsonl")
+    done = run(*args)
+    assert done.returncode == 0, done.stderr
+    assert "2 done" in done.stderr
+    tasks = sandbox.tasks()
+    assert len(tasks) == 2 and all(t["request"]["output_resolution"] == "2k" for t in tasks)
+
+
+def test_batch_and_balance_run_offline_with_sandbox(run: Run, tmp_path: Path) -> None:
+    _rows(tmp_path / "work", "rows.jsonl")
+    done = run("batch", "rows.jsonl", "-o", "out", "-r", "2k", "-a", "3:4", "--sandbox")
+    assert done.returncode == 0, done.stderr
+    assert "2 done" in done.stderr and "sandbox:" in done.stderr
+    balance = run("balance", "--sandbox", "--json")
+    assert balance.returncode == 0, balance.stderr
+    assert json.loads(balance.stdout)["balance_cents"] > 0
