@@ -131,6 +131,12 @@ def check_target(
             f"-o {text} ends in {path.suffix}, which is not an image format fluxclaw saves; "
             "use .png, .jpg, .jpeg or .webp, or end the path with / for a folder."
         )
+    named = EXTENSIONS.get(path.suffix.lower())
+    if not folder_named and fmt is not None and named != fmt:
+        raise _bad_output(
+            f"-o {text} names a {named} file but --format is {fmt}; drop --format (the name's "
+            f"suffix picks the format) or name it {path.stem}{SUFFIX[fmt]}."
+        )
     folder = path if folder_named else path.parent
     existing = folder
     while not existing.exists() and existing != existing.parent:

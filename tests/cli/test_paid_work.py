@@ -254,9 +254,18 @@ def test_a_one_run_sandbox_task_is_marked_and_not_resumed(
     run: Run, cli_env: dict[str, str]
 ) -> None:
     env = {"FLUXCLAW_SANDBOX_SPEED": "100"}
-    made = run("generate", "--sandbox", "a lantern [sandbox:seconds=5]", "--async", env=env)
-    assert made.returncode == 0, made.stderr
-    task_id = made.stdout.strip()
+    # A job that outlives its --timeout leaves a row of the sandbox that ended with it.
+    made = run(
+        "generate",
+        "--sandbox",
+        "a lantern [sandbox:seconds=5]",
+        "--timeout",
+        "1",
+        "--json",
+        env=env,
+    )
+    assert made.returncode == contract.EXIT_TIMEOUT, made.stderr
+    task_id = json.loads(made.stdout)["task_id"]
     [row] = history_rows(cli_env)
     assert row["sandbox"] == 1 and row["task_id"] == task_id
     waited = run("wait", task_id)  # no key needed to learn there is nothing to resume

@@ -82,7 +82,9 @@ def test_target_paths(tmp_path: Path) -> None:
         (tmp_path / "t-2", "jpeg"),
     ]
     assert target_paths(tmp_path / "cat.webp", 1, "t", None) == [(tmp_path / "cat.webp", "webp")]
-    assert target_paths(tmp_path / "cat.png", 2, "t", "jpeg")[1] == (tmp_path / "cat-2.jpg", "jpeg")
+    assert target_paths(tmp_path / "cat.jpg", 2, "t", "jpeg")[1] == (tmp_path / "cat-2.jpg", "jpeg")
+    with pytest.raises(errors.ValidationError, match="names a png file but --format is jpeg"):
+        target_paths(tmp_path / "cat.png", 1, "t", "jpeg")
     assert target_paths(tmp_path / "newdir", 1, "t", None) == [(tmp_path / "newdir" / "t", None)]
 
 

@@ -189,6 +189,18 @@ def run_create(action: contract.Action, prompt: str, sources: tuple[str, ...], *
 
     if prompt == "-":
         prompt = sys.stdin.read().strip()
+    elif prompt.startswith("@") and Path(prompt[1:]).expanduser().is_file():
+        fail(
+            f"the prompt {prompt!r} names a file; to send its text, pass `-` and pipe it "
+            f"(`fluxclaw generate - < {prompt[1:]}`), or write the prompt itself.",
+            contract.EXIT_INVALID,
+        )
+    if opts["sandbox"] and opts["no_wait"]:
+        fail(
+            "--async cannot be used with --sandbox: the sandbox ends with this command, so its "
+            "task could never be collected; drop --async.",
+            contract.EXIT_INVALID,
+        )
     openclaw = opts["openclaw"] or bool(os.environ.get(OPENCLAW_ENV))
     output = opts["output"] or (AGENT_OUTPUT_DIR if openclaw else None)
     job = jobs.Job(
