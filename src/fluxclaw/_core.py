@@ -178,7 +178,7 @@ class Core:
         body: dict[str, Any] = {"model": chosen.id, "prompt": prompt}
         wanted = {
             "aspect_ratio": options.get("aspect_ratio", contract.DEFAULT_ASPECT_RATIO),
-            "output_resolution": options.get("resolution", contract.DEFAULT_RESOLUTION),
+            "output_resolution": _lower(options.get("resolution", contract.DEFAULT_RESOLUTION)),
             "enable_safety_checker": options.get("safety_checker"),
             "callback_url": options.get("callback_url"),
         }
@@ -391,3 +391,8 @@ def callback_for(options: CreateOptions, receiver: HintSource | None) -> CreateO
     if receiver is not None and options.get("callback_url") is None and receiver.callback_url:
         return {**options, "callback_url": receiver.callback_url}
     return options
+
+
+def _lower(value: Any) -> Any:
+    """`2K` is `2k`: a person's spelling of a choice is not a refusal."""
+    return value.strip().lower() if isinstance(value, str) else value

@@ -200,14 +200,15 @@ def model_for(family: Family, action: Action) -> Model:
 
 
 def resolve_model(name: str, action: Action) -> Model:
-    """Map `pro`, `flex`, `max` or a full model id to the model for `action`.
+    """Map `pro`, `flex`, `max` (any case, or as `flux-2-pro`) or a full model id to the model
+    for `action`.
 
     A full id of the other action maps to its sibling, so `flux-2-pro-text-to-image` works for a
     remix; anything else raises ValueError with the allowed names.
     """
     key = name.strip().lower()
     for family in FAMILIES:
-        if key == family:
+        if key in (family, f"flux-2-{family}"):  # `flux-2-pro`: the OpenClaw plugin's name
             return model_for(family, action)
     model = MODELS.get(key)
     if model is None:

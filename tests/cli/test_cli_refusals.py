@@ -37,3 +37,18 @@ def test_an_output_name_that_contradicts_format_is_refused(
     assert "name it x.jpg" in one_line_error(done.stderr)
     assert sandbox.requests() == [] or not [r for r in sandbox.requests() if r["method"] == "POST"]
     assert not (tmp_path / "work" / "x.jpg").exists()
+
+
+def test_choices_are_taken_as_people_spell_them(
+    run: Run, api: dict[str, str], sandbox: Any
+) -> None:
+    """`-r 2K`, `-m Flux-2-Pro` (the plugin's name) and `-m PRO` are what they look like."""
+    for args in (["-r", "2K"], ["-m", "Flux-2-Pro"], ["-m", "PRO", "-r", "1K"]):
+        done = run("generate", "a lamp on a desk", "-o", "out/", *args)
+        assert done.returncode == 0, (args, done.stderr)
+    sent = [(t["request"]["model"], t["request"]["output_resolution"]) for t in sandbox.tasks()]
+    assert sent == [
+        ("flux-2-pro-text-to-image", "2k"),
+        ("flux-2-pro-text-to-image", "1k"),
+        ("flux-2-pro-text-to-image", "1k"),
+    ]

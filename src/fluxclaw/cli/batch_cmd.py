@@ -49,7 +49,12 @@ if TYPE_CHECKING:
 @click.option("-m", "--model", help="Default model for rows without one (pro, flex, max).")
 @click.option("-a", "--aspect-ratio", help="Default aspect ratio for rows without one.")
 @click.option("-r", "--resolution", help="Default resolution for rows without one (1k, 2k).")
-@click.option("--format", "image_format", type=click.Choice(FORMATS), help="Default format.")
+@click.option(
+    "--format",
+    "image_format",
+    type=click.Choice(FORMATS, case_sensitive=False),
+    help="Default format.",
+)
 @click.option(
     "--callback-url",
     metavar="URL",

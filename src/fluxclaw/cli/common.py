@@ -85,7 +85,7 @@ def output_options(func: Callable[P, R]) -> Callable[P, R]:
     func = click.option(
         "--format",
         "image_format",
-        type=click.Choice(FORMATS),
+        type=click.Choice(FORMATS, case_sensitive=False),
         help="Convert saved images (jpeg/webp are smaller for chat channels).",
     )(func)
     func = click.option(

@@ -38,7 +38,10 @@ def _resolution_help() -> str:
     help=f"{', '.join(contract.FAMILIES)} or a full model id: estimate this model.",
 )
 @click.option(
-    "-r", "--resolution", type=click.Choice(contract.RESOLUTIONS), help=_resolution_help()
+    "-r",
+    "--resolution",
+    type=click.Choice(contract.RESOLUTIONS, case_sensitive=False),
+    help=_resolution_help(),
 )
 @click.option(
     "-n",

@@ -131,7 +131,7 @@ def create_options(func: Any) -> Any:
             click.option(
                 "-r",
                 "--resolution",
-                type=click.Choice(contract.RESOLUTIONS),
+                type=click.Choice(contract.RESOLUTIONS, case_sensitive=False),
                 help=f"Output resolution (default {contract.DEFAULT_RESOLUTION}; max: "
                 f"{', '.join(contract.resolutions_for('max'))} only).",
             ),
