@@ -374,7 +374,7 @@ def test_the_contract_agrees_with_itself() -> None:
         ("Pro $0.06 (1k) / $0.07 (2k), Flex $0.14 / $0.24, Max not published.", None),
         ("Pro $0.05 (1k) / $0.07 (2k), Flex $0.14 / $0.24, Max $0.20.", None),
         ("Prices: Pro $0.05, Flex $0.14, Max $0.16.", None),
-        ("a full model id such as flux-2-pro.", None),
+        ("a full model id such as flux-2-mega.", None),
         ("Use flux-2-ultra-text-to-image for the best results.", None),
         ("Aspect ratio: 1:1, 4:3, 3:4, 16:9, 9:16, 3:2 (default 1:1).", None),
         ("`-a` aspect ratio: `1:1 5:4 3:4`.", None),
