@@ -249,8 +249,8 @@ def _signing_paths(
     return chosen
 
 
-# What `fluxclaw config` stores and shows. The daily cap's key is spending.CONFIG_KEY (spending
-# sits above this module, so the name and its reading rule are restated here).
+# What `fluxclaw config` stores and shows; the daily cap's key and reading rule live here, and
+# `spending` (above this module) reads the cap through them.
 DAILY_BUDGET_KEY = "daily_budget_usd"
 _PEM_FILES = {"c2pa_cert": ("--c2pa-cert", "certificate chain"), "c2pa_key": ("--c2pa-key", "key")}
 

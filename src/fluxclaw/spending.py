@@ -13,18 +13,17 @@ from __future__ import annotations
 import time
 
 from fluxclaw import contract, errors
-from fluxclaw.config import load_config
+from fluxclaw.config import DAILY_BUDGET_KEY, daily_budget_from, load_config
 from fluxclaw.history import Committed, Guard
 from fluxclaw.pricing import CostEstimate
 
-CONFIG_KEY = "daily_budget_usd"
+CONFIG_KEY = DAILY_BUDGET_KEY  # the config file's key for the cap (one definition: config)
 
 
 def daily_budget() -> float | None:
     """The cap in US dollars from the config file, or None when there is none (a config file
     that cannot be read is an error, not a missing cap)."""
-    value = load_config().get(CONFIG_KEY)
-    return float(value) if isinstance(value, int | float) and value > 0 else None
+    return daily_budget_from(load_config())
 
 
 def midnight(now: float | None = None) -> float:

@@ -35,7 +35,7 @@ def test_an_output_name_that_contradicts_format_is_refused(
     done = run("generate", "a lamp", "--format", "jpeg", "-o", "x.png")
     assert done.returncode == contract.EXIT_INVALID
     assert "name it x.jpg" in one_line_error(done.stderr)
-    assert sandbox.requests() == [] or not [r for r in sandbox.requests() if r["method"] == "POST"]
+    assert not [r for r in sandbox.requests() if r["method"] == "POST"]
     assert not (tmp_path / "work" / "x.jpg").exists()
 
 
