@@ -12,7 +12,7 @@ import contextlib
 import ssl
 import time
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 
 import httpcore
@@ -42,8 +42,9 @@ def _left(timeout: float | None, kind: type[Exception]) -> float | None:
 
 
 class _Stream(httpcore.NetworkStream):
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
+    def __init__(self, inner: httpcore.NetworkStream, tls: Callable[[], ssl.SSLContext]) -> None:
         self._inner = inner
+        self._tls = tls
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
@@ -61,15 +62,18 @@ class _Stream(httpcore.NetworkStream):
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
         left = _left(timeout, httpcore.ConnectTimeout)
-        return _Stream(self._inner.start_tls(ssl_context, server_hostname, left))
+        # httpcore hands over the pool's placeholder (see `transport`); the real context, with
+        # its CA bundle, is made at the first handshake
+        return _Stream(self._inner.start_tls(self._tls(), server_hostname, left), self._tls)
 
     def get_extra_info(self, info: str) -> typing.Any:
         return self._inner.get_extra_info(info)
 
 
 class _Backend(httpcore.NetworkBackend):
-    def __init__(self) -> None:
+    def __init__(self, tls: Callable[[], ssl.SSLContext]) -> None:
         self._inner = httpcore.SyncBackend()
+        self._tls = tls
 
     def connect_tcp(
         self,
@@ -80,7 +84,8 @@ class _Backend(httpcore.NetworkBackend):
         socket_options: typing.Iterable[typing.Any] | None = None,
     ) -> httpcore.NetworkStream:
         left = _left(timeout, httpcore.ConnectTimeout)
-        return _Stream(self._inner.connect_tcp(host, port, left, local_address, socket_options))
+        stream = self._inner.connect_tcp(host, port, left, local_address, socket_options)
+        return _Stream(stream, self._tls)
 
     def connect_unix_socket(
         self,
@@ -89,21 +94,26 @@ class _Backend(httpcore.NetworkBackend):
         socket_options: typing.Iterable[typing.Any] | None = None,
     ) -> httpcore.NetworkStream:
         left = _left(timeout, httpcore.ConnectTimeout)
-        return _Stream(self._inner.connect_unix_socket(path, left, socket_options))
+        return _Stream(self._inner.connect_unix_socket(path, left, socket_options), self._tls)
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
 
 
-def transport(ssl_context: ssl.SSLContext, limits: httpx.Limits) -> httpx.HTTPTransport:
+def transport(tls: Callable[[], ssl.SSLContext], limits: httpx.Limits) -> httpx.HTTPTransport:
     """httpx's own transport with connections that honour `bounded`. With a proxy set in the
-    environment httpx mounts its own transports instead, and only per-read time-outs apply."""
-    made = httpx.HTTPTransport(verify=ssl_context, limits=limits)
+    environment httpx mounts its own transports instead, and only per-read time-outs apply.
+
+    `tls` makes the TLS context when a handshake first needs it: loading the CA bundle is ~20 ms
+    of a cold process's CPU, wasted on a plain-http base such as the sandbox. The pool is given a
+    placeholder that trusts no CA, so a handshake that ever used it would fail, never pass."""
+    placeholder = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    made = httpx.HTTPTransport(verify=placeholder, limits=limits)
     made._pool = httpcore.ConnectionPool(
-        ssl_context=ssl_context,
+        ssl_context=placeholder,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
-        network_backend=_Backend(),
+        network_backend=_Backend(tls),
     )
     return made

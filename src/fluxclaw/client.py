@@ -9,7 +9,6 @@ idempotency_key, client_request_id, extra_body.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 import time
@@ -350,6 +349,8 @@ class AsyncClient(_Base):
         return step.value
 
     async def _do(self, step: flows.Step) -> Any:
+        import asyncio  # loaded already under a loop; at the top it would cost a blocking process
+
         match step:
             case flows.Exchange(call, deadline):
                 return await self._session.exchange(call, self._core.until(deadline))

@@ -12,9 +12,12 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from fluxclaw import contract, credentials, errors, redaction
+from fluxclaw import contract, errors, redaction
+
+if TYPE_CHECKING:
+    from fluxclaw import credentials
 
 ENV_API_KEY = "RUNAPI_API_KEY"
 ENV_BASE_URL = "RUNAPI_BASE_URL"
@@ -197,6 +200,8 @@ def signing_identity(
     chosen = _signing_paths(cert, key)
     if chosen is None:
         return None
+    from fluxclaw import credentials  # only a signing user pays for its import
+
     cert_path, key_path, _ = chosen
     if not (isinstance(cert_path, str) and cert_path and isinstance(key_path, str) and key_path):
         raise errors.ValidationError(
@@ -255,8 +260,7 @@ DAILY_BUDGET_KEY = "daily_budget_usd"
 _PEM_FILES = {"c2pa_cert": ("--c2pa-cert", "certificate chain"), "c2pa_key": ("--c2pa-key", "key")}
 
 
-@dataclass(frozen=True, slots=True)
-class Effective:
+class Effective(NamedTuple):
     """One setting as fluxclaw will use it, and where that came from: "environment", "file" or
     "default". The key's value is never held here (so it cannot be shown), only `is_set`."""
 

@@ -7,7 +7,6 @@ no key to leak. Writing images to disk is `fluxclaw.saving`'s job.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import os
@@ -63,6 +62,8 @@ def fetch(
 async def afetch(
     http: httpx.AsyncClient, url: str, max_bytes: int, task_id: str | None, deadline: float | None
 ) -> bytes:
+    import asyncio  # here, not at the top: a blocking process never pays for asyncio's import
+
     try:
         async with asyncio.timeout(_left(deadline)), http.stream("GET", url) as response:
             _check_download(response, url, task_id)
@@ -233,6 +234,8 @@ async def aput(
     headers: Mapping[str, str],
     deadline: float | None = None,
 ) -> None:
+    import asyncio
+
     try:
         async with (
             asyncio.timeout(_left(deadline)),

@@ -10,16 +10,14 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import math
 import os
 import uuid
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Unpack
-
-from pydantic import BaseModel, ConfigDict, field_validator
-from pydantic import ValidationError as PydanticValidationError
+from typing import TYPE_CHECKING, Any, NamedTuple, Unpack
 
 from fluxclaw import contract, errors
 from fluxclaw.saving import SavedImage
@@ -285,35 +283,83 @@ class Result:
 # Parsing answers
 
 
-class _WireImage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    url: str
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        """Only http(s) URLs are fetched: never file:, data: or a path."""
-        if not contract.is_http_url(value) or len(value) > 8192:
-            raise ValueError("not an http(s) URL")
-        return value
+class _Breach(ValueError):
+    """One part of an answer that breaks the contract, named by its place (`images.0.url`)."""
 
 
-class _WireUsage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    cost: float | None = None
-    generated_images: int | None = None
+class _Envelope(NamedTuple):
+    """A task answer: create, status and callback bodies all share it. Checked by hand, field by
+    field: six fields do not need a schema library on every poll (pydantic cost a cold process
+    about 55 ms of imports and model building, bench/cold_cpu.py)."""
 
-
-class _Envelope(BaseModel):
-    """A task answer: create, status and callback bodies all share it."""
-
-    model_config = ConfigDict(extra="allow")
     id: str
     status: str
-    images: list[_WireImage] | None = None
-    usage: _WireUsage | None = None
-    error: Any = None
-    task_replayed: bool = False
+    image_urls: tuple[str, ...]
+    cost: float | None
+    error: Any
+    replayed: bool
+
+
+def _text(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    if value is None:
+        raise _Breach(f"{name}: missing")
+    if not isinstance(value, str):
+        raise _Breach(f"{name}: not a string")
+    return value
+
+
+def _image_url(item: Any, place: str) -> str:
+    if not isinstance(item, Mapping):
+        raise _Breach(f"{place}: not an object")
+    url = item.get("url")
+    if not isinstance(url, str):
+        raise _Breach(f"{place}.url: missing or not a string")
+    if len(url) > 8192 or not contract.is_http_url(url):  # never file:, data: or a path
+        raise _Breach(f"{place}.url: not an http(s) URL")
+    return url
+
+
+def _cost(usage: Any) -> float | None:
+    if usage is None:
+        return None
+    if not isinstance(usage, Mapping):
+        raise _Breach("usage: not an object")
+    cost = usage.get("cost")
+    if cost is None:
+        return None
+    if isinstance(cost, bool) or not isinstance(cost, int | float | str):
+        raise _Breach("usage.cost: not a number")
+    try:
+        value = float(cost)
+    except ValueError:
+        raise _Breach("usage.cost: not a number") from None
+    if not math.isfinite(value):  # a NaN cost would poison every budget it is added to
+        raise _Breach("usage.cost: not a finite number")
+    return value
+
+
+def _envelope(body: Any) -> _Envelope:
+    if not isinstance(body, Mapping):
+        raise _Breach("body: not an object")
+    images = body.get("images")
+    if images is not None and not isinstance(images, list):
+        raise _Breach("images: not a list")
+    replayed = body.get("task_replayed", False)
+    if not isinstance(replayed, bool):
+        raise _Breach("task_replayed: not a boolean")
+    return _Envelope(
+        id=_text(body, "id"),
+        status=_text(body, "status"),
+        # only the images kept are checked: a hostile answer may list thousands
+        image_urls=tuple(
+            _image_url(item, f"images.{i}")
+            for i, item in enumerate((images or [])[: contract.TASK_MAX_IMAGES])
+        ),
+        cost=_cost(body.get("usage")),
+        error=body.get("error"),
+        replayed=replayed,
+    )
 
 
 def parse_task(
@@ -333,17 +379,13 @@ def parse_task(
     `create` marks a create answer, which carries no images even for a replayed finished task.
     """
     try:
-        wire = _Envelope.model_validate(body)
-    except PydanticValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}"
-            for item in exc.errors(include_input=False, include_url=False)[:5]
-        )
+        wire = _envelope(body)
+    except _Breach as exc:  # names the place, never quotes the value (the key, maybe)
         raise errors.ServerError(
-            f"the server answered a task body that breaks the contract ({problems})",
+            f"the server answered a task body that breaks the contract ({exc})",
             request_id=request_id,
             task_id=expected_id,
-        ) from None  # pydantic's own error quotes (shortened) server values: the key, maybe
+        ) from None
     if not _is_task_id(wire.id):
         raise errors.ServerError(
             f"the server answered a task id that is not a UUID ({wire.id[:60]!r}); refusing it",
@@ -364,20 +406,21 @@ def parse_task(
             task_id=wire.id,
             hint=f"Check later with `fluxclaw wait {wire.id}` or client.status({wire.id!r}).",
         )
-    cost = wire.usage.cost if wire.usage else None
+    cost = wire.cost
     images: tuple[Image, ...] = ()
-    if wire.images:
+    if wire.image_urls:
         meta = _metadata(wire.id, action, request, cost)
-        if len(wire.images) > contract.TASK_MAX_IMAGES:  # a hostile answer that fills the disk
+        listed = len(body["images"])
+        if listed > contract.TASK_MAX_IMAGES:  # a hostile answer that fills the disk
             log.warning(
                 "task %s answered %d images; keeping the first %d",
                 wire.id,
-                len(wire.images),
+                listed,
                 contract.TASK_MAX_IMAGES,
             )
         images = tuple(
-            Image(url=image.url, index=i, metadata={**meta, "index": i})
-            for i, image in enumerate(wire.images[: contract.TASK_MAX_IMAGES])
+            Image(url=url, index=i, metadata={**meta, "index": i})
+            for i, url in enumerate(wire.image_urls)
         )
     if wire.status == "completed" and not images and not create:  # a replayed create may say
         # "completed" without images; the status answer has them
@@ -395,7 +438,7 @@ def parse_task(
         error=_error_text(wire.error),
         request_id=request_id,
         retry_after=retry_after,
-        replayed=wire.task_replayed,
+        replayed=wire.replayed,
         elapsed=elapsed,
         polls=polls,
         raw=body if isinstance(body, dict) else {},

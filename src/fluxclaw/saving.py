@@ -22,12 +22,17 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypedDict
+from typing import TYPE_CHECKING, Any, BinaryIO, TypedDict
 
-from fluxclaw import credentials, errors, provenance
+from fluxclaw import errors, provenance
 from fluxclaw._version import __version__
 from fluxclaw.deadline import Deadline
 from fluxclaw.files import EXTENSIONS, FORMATS, SUFFIX, ImageFormat, short_url, sniff
+
+if TYPE_CHECKING:
+    from PIL.ImageFile import ImageFile as PILImageFile
+
+    from fluxclaw import credentials
 
 
 class SaveOptions(TypedDict, total=False):
@@ -197,12 +202,10 @@ def store(
     `path` gets the format's suffix if it has no image suffix yet. An existing file is never
     replaced unless `overwrite`: the same image is kept as it is, another gets a numbered name.
     """
-    from PIL import Image as PILImage
-
     source = sniff(data)
     if source is None:
         raise errors.DownloadError(f"{short_url(url) or 'data'} is not a PNG, JPEG or WebP image")
-    check_image(data, url)
+    width, height = check_image(data, url)
     target = fmt or source
     if path.suffix.lower() not in EXTENSIONS:
         path = path.with_name(path.name + SUFFIX[target])
@@ -258,8 +261,6 @@ def store(
     if signer is not None:
         output = _signed(output, target, signer, meta, path, parent=data if credentials else None)
         origin["signed"] = True
-    with PILImage.open(io.BytesIO(output)) as image:
-        width, height = image.size
     path.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(output).hexdigest()
     received = hashlib.sha256(data).hexdigest()
@@ -303,6 +304,8 @@ def _signed(
 ) -> bytes:
     """The file signed with the user's certificate: an edit of the upstream image (its
     manifest the parent ingredient) when it had credentials, a creation otherwise."""
+    from fluxclaw import credentials
+
     generation = {k: meta.get(k) for k in ("model", "task_id", "action") if meta.get(k)}
     try:
         return signer.sign(
@@ -357,28 +360,44 @@ CREATOR_TOOL = f"fluxclaw {__version__}"  # xmp:CreatorTool of the files fluxcla
 MAX_PIXELS = 4096 * 4096
 
 
-def check_image(data: bytes, url: str = "") -> tuple[int, int]:
-    """Width and height from the header, refused above MAX_PIXELS before any pixel is decoded;
-    then the whole image checked (PNG chunk CRCs, or a JPEG/WebP decode), so a truncated or
-    corrupt download is an error instead of a broken file on disk."""
+def open_image(data: bytes) -> PILImageFile:
+    """Pillow's reader for the container the bytes start with, and that one only: Image.open on
+    bytes first loads five format plugins, about 15 ms of a cold process's CPU (bench/cold_cpu.py).
+    """
+    kind = sniff(data)
+    if kind == "png":
+        from PIL.PngImagePlugin import PngImageFile
+
+        return PngImageFile(io.BytesIO(data))
+    if kind == "jpeg":
+        from PIL.JpegImagePlugin import JpegImageFile
+
+        return JpegImageFile(io.BytesIO(data))
+    if kind == "webp":
+        from PIL.WebPImagePlugin import WebPImageFile
+
+        return WebPImageFile(io.BytesIO(data))
     from PIL import Image as PILImage
 
+    with warnings.catch_warnings():  # MAX_PIXELS (check_image) is the check that counts
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        return PILImage.open(io.BytesIO(data))
+
+
+def check_image(data: bytes, url: str = "") -> tuple[int, int]:
+    """Width and height from the header, refused above MAX_PIXELS before any pixel is decoded;
+    then the whole image checked (PNG chunk CRCs, or a JPEG/WebP decode by Pillow), so a
+    truncated or corrupt download is an error instead of a broken file on disk."""
     name = short_url(url) or "image"
     try:
-        with warnings.catch_warnings():  # MAX_PIXELS below is the check that counts
-            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
-            image = PILImage.open(io.BytesIO(data))
-        with image:
+        if sniff(data) == "png":  # Flux 2's usual answer: checked without Pillow
+            width, height = provenance.png_size(data)
+            _within_pixels(name, width, height)
+            return width, height
+        with open_image(data) as image:
             width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise errors.DownloadError(
-                    f"{name} declares {width}x{height} pixels, more than the {MAX_PIXELS:,} "
-                    "fluxclaw accepts (Flux 2 makes about 4 million)"
-                )
-            if image.format == "PNG":
-                image.verify()
-            else:
-                image.load()
+            _within_pixels(name, width, height)
+            image.load()
     except errors.DownloadError:
         raise
     except Exception as exc:  # Pillow raises many kinds for a broken or truncated file
@@ -386,6 +405,14 @@ def check_image(data: bytes, url: str = "") -> tuple[int, int]:
             f"{name} is not a whole, readable image ({type(exc).__name__}: {exc})"
         ) from exc
     return width, height
+
+
+def _within_pixels(name: str, width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise errors.DownloadError(
+            f"{name} declares {width}x{height} pixels, more than the {MAX_PIXELS:,} "
+            "fluxclaw accepts (Flux 2 makes about 4 million)"
+        )
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -416,7 +443,7 @@ def _convert(
     from PIL import Image as PILImage
     from PIL import PngImagePlugin
 
-    with PILImage.open(io.BytesIO(data)) as image:
+    with open_image(data) as image:
         image.load()
         out = io.BytesIO()
         exif = PILImage.Exif()

@@ -9,7 +9,6 @@ replayed by the server instead of paid twice. The Authorization header is attach
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
@@ -20,13 +19,16 @@ import urllib.request
 import zlib
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
 
 from fluxclaw import _deadlines, contract, errors
 from fluxclaw._version import __version__
 from fluxclaw.retries import parse_retry_after
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("fluxclaw.http")
 
@@ -53,8 +55,7 @@ class Call:
     not_modified_ok: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):  # one per answer: a NamedTuple costs less to define and to make
     status: int
     body: Any
     headers: httpx.Headers
@@ -290,14 +291,18 @@ DEFAULT_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=32)
 
 
 def _client_kwargs(
-    timeout: httpx.Timeout | float | None, limits: httpx.Limits | None
+    timeout: httpx.Timeout | float | None,
+    limits: httpx.Limits | None,
+    transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None,
 ) -> dict[str, Any]:
-    return {
+    kwargs: dict[str, Any] = {
         "timeout": DEFAULT_TIMEOUT if timeout is None else timeout,
         "limits": limits or DEFAULT_LIMITS,
-        "verify": _ssl_context(),
         "headers": {"User-Agent": USER_AGENT, "Accept": "application/json"},
     }
+    if transport is None:  # httpx makes its own (a proxy is set): it needs the context now
+        kwargs["verify"] = _ssl_context()
+    return kwargs
 
 
 @functools.cache
@@ -323,15 +328,16 @@ def sync_transport(limits: httpx.Limits | None) -> httpx.BaseTransport | None:
     and then only per-read time-outs apply."""
     if urllib.request.getproxies():
         return None
-    return _deadlines.transport(_ssl_context(), limits or DEFAULT_LIMITS)
+    return _deadlines.transport(_ssl_context, limits or DEFAULT_LIMITS)
 
 
 def plain_client(timeout: httpx.Timeout | float | None = None) -> httpx.Client:
     """For image hosts and upload URLs: no Authorization, ever, so redirects are safe to follow."""
-    kwargs = _client_kwargs(timeout, None)
+    transport = sync_transport(None)
+    kwargs = _client_kwargs(timeout, None, transport)
     kwargs["headers"] = {"User-Agent": USER_AGENT}
     return httpx.Client(
-        transport=sync_transport(None),
+        transport=transport,
         follow_redirects=True,
         max_redirects=5,
         **kwargs,
@@ -339,7 +345,7 @@ def plain_client(timeout: httpx.Timeout | float | None = None) -> httpx.Client:
 
 
 def async_plain_client(timeout: httpx.Timeout | float | None = None) -> httpx.AsyncClient:
-    kwargs = _client_kwargs(timeout, None)
+    kwargs = _client_kwargs(timeout, None, None)
     kwargs["headers"] = {"User-Agent": USER_AGENT}
     return httpx.AsyncClient(follow_redirects=True, max_redirects=5, **kwargs)
 
@@ -350,14 +356,18 @@ class _SessionBase:
         self._auth = BearerAuth(api_key, base_url)
 
     def _kwargs(
-        self, timeout: httpx.Timeout | float | None, limits: httpx.Limits | None
+        self,
+        timeout: httpx.Timeout | float | None,
+        limits: httpx.Limits | None,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None,
     ) -> dict[str, Any]:
         """The API client's settings: its base, the origin-bound auth, no redirects."""
         return {
             "base_url": self.base_url,
             "auth": self._auth,
             "follow_redirects": False,
-            **_client_kwargs(timeout, limits),
+            "transport": transport,
+            **_client_kwargs(timeout, limits, transport),
         }
 
     def _log(self, call: Call, outcome: str, started: float) -> None:
@@ -393,7 +403,7 @@ class Session(_SessionBase):
         super().__init__(api_key, base_url)
         if transport is None:
             transport = sync_transport(limits)
-        self.http = httpx.Client(transport=transport, **self._kwargs(timeout, limits))
+        self.http = httpx.Client(**self._kwargs(timeout, limits, transport))
 
     def exchange(self, call: Call, deadline: float | None = None) -> Reply:
         """One attempt (retries are `_flows.send`'s), done by `deadline`: the reply, or the
@@ -430,9 +440,11 @@ class AsyncSession(_SessionBase):
         timeout: httpx.Timeout | float | None = None,
         limits: httpx.Limits | None = None,
     ) -> None:
+        import asyncio  # here, not at the top: a blocking process never pays for its import
+
         super().__init__(api_key, base_url)
         self.http = httpx.AsyncClient(
-            transport=transport or api_transport(limits), **self._kwargs(timeout, limits)
+            **self._kwargs(timeout, limits, transport or api_transport(limits))
         )
         # httpx's pool rescans its whole queue on every event, so thousands of queued requests
         # cost O(n^2) CPU; requests wait here instead, in a queue that costs nothing to wait in.
@@ -442,6 +454,8 @@ class AsyncSession(_SessionBase):
     def _same_loop(self) -> None:
         """Connections and the queue belong to the loop that first used them; say so plainly
         instead of failing deep inside aiohttp when a second `asyncio.run` reuses the client."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
@@ -452,6 +466,8 @@ class AsyncSession(_SessionBase):
             )
 
     async def exchange(self, call: Call, deadline: float | None = None) -> Reply:
+        import asyncio
+
         self._same_loop()
         started = time.monotonic()
         what = f"{call.method} {call.path}"

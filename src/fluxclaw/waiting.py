@@ -7,7 +7,6 @@ it; it does no I/O itself.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 from fluxclaw import contract, errors
 from fluxclaw._core import Core, HintSource, OnUpdate, resume_hint
@@ -88,7 +87,7 @@ class Wait:
             request.family if request else None,
             request.resolution if request else contract.DEFAULT_RESOLUTION,
         )
-        return replace(plan, first=0.0, polls=()) if self.at_once else plan
+        return plan._replace(first=0.0, polls=()) if self.at_once else plan
 
     @property
     def listening(self) -> bool:
