@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy --strict src
 	$(BIN)/lint-imports
+
+# The official SDK's wheels, for bench/speed.py's plain environments (built offline from them).
+BENCH_WHEELS := .cache/bench-wheels
+$(BENCH_WHEELS)/.gathered: | $(BIN)/python
+	$(BIN)/python -m pip download --quiet -d $(BENCH_WHEELS) runapi-flux-2==0.4.0
+	touch $@
+
+bench-speed: $(STAMP) $(WHEELS)/.built $(BENCH_WHEELS)/.gathered
+	$(BIN)/python bench/speed.py --write
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

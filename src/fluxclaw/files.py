@@ -109,7 +109,9 @@ def _check_download(response: httpx.Response, url: str, task_id: str | None) -> 
 
 def _capped(response: httpx.Response, url: str, max_bytes: int, task_id: str | None) -> CappedBody:
     what = f"image at {short_url(url)}"
-    return CappedBody(response, max_bytes, what=what, task_id=task_id, error=errors.DownloadError)
+    return CappedBody(
+        response.headers, max_bytes, what=what, task_id=task_id, error=errors.DownloadError
+    )
 
 
 def _checked_image(data: bytes, url: str, task_id: str | None) -> bytes:

@@ -276,7 +276,7 @@ class DurationStats:
             * self.time_scale
         )
         median, sigma = self.fit(key, prior)
-        offsets = optimal_offsets(round(sigma, 2), p.price)
+        offsets = optimal_offsets(round(sigma * 20) / 20, p.price)  # 0.05 steps: few DP runs
         with self._lock:
             recent = list(self._first_polls.get(key, ()))[-p.recent :]
         bounds = [elapsed for elapsed, done in recent if done]

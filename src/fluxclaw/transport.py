@@ -30,6 +30,8 @@ from fluxclaw.retries import parse_retry_after
 if TYPE_CHECKING:
     import asyncio
 
+    from fluxclaw._aio_transport import ApiEngine
+
 log = logging.getLogger("fluxclaw.http")
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
@@ -58,7 +60,7 @@ class Call:
 class Reply(NamedTuple):  # one per answer: a NamedTuple costs less to define and to make
     status: int
     body: Any
-    headers: httpx.Headers
+    headers: Mapping[str, str]
     request_id: str | None
     task_id: str | None
     retry_after: float | None
@@ -70,7 +72,7 @@ class Reply(NamedTuple):  # one per answer: a NamedTuple costs less to define an
 
 def error_from_response(
     status: int,
-    headers: httpx.Headers,
+    headers: Mapping[str, str],
     content: bytes,
     *,
     what: str,
@@ -117,44 +119,42 @@ def error_from_response(
     return error
 
 
-def read_reply(response: httpx.Response, content: bytes, call: Call) -> Reply:
-    """The parsed answer of a successful exchange; raises the typed error otherwise."""
+def read_reply(status: int, headers: Mapping[str, str], content: bytes, call: Call) -> Reply:
+    """The parsed answer of a successful exchange; raises the typed error otherwise. `headers`
+    is httpx's or aiohttp's: both look names up case-insensitively."""
     what = f"{call.method} {call.path}"
-    if response.status_code == 304 and call.not_modified_ok:
+    if status == 304 and call.not_modified_ok:
         body: Any = None
-    elif response.is_success:
+    elif 200 <= status < 300:
         try:
             body = json.loads(content)
         except ValueError as exc:
             raise errors.ServerError(
-                f"{what} answered {response.status_code} with a body that is not JSON"
-                f"{_html_title(content)}",
-                status=response.status_code,
-                request_id=response.headers.get(contract.H_REQUEST_ID),
+                f"{what} answered {status} with a body that is not JSON{_html_title(content)}",
+                status=status,
+                request_id=headers.get(contract.H_REQUEST_ID),
                 task_id=call.task_id,
             ) from exc
     else:
-        raise error_from_response(
-            response.status_code, response.headers, content, what=what, task_id=call.task_id
-        )
+        raise error_from_response(status, headers, content, what=what, task_id=call.task_id)
     return Reply(
-        status=response.status_code,
+        status=status,
         body=body,
-        headers=response.headers,
-        request_id=response.headers.get(contract.H_REQUEST_ID),
-        task_id=response.headers.get(contract.H_TASK_ID) or call.task_id,
-        retry_after=parse_retry_after(response.headers.get(contract.H_RETRY_AFTER)),
+        headers=headers,
+        request_id=headers.get(contract.H_REQUEST_ID),
+        task_id=headers.get(contract.H_TASK_ID) or call.task_id,
+        retry_after=parse_retry_after(headers.get(contract.H_RETRY_AFTER)),
     )
 
 
 class CappedBody:
     """A body read to at most `limit` bytes, declared or not. It is inflated here, a megabyte at
     a time, rather than by httpx, which inflates each network read whole (64 KB of gzip can
-    become 64 MB before any cap sees it). Feed it `iter_raw()` chunks."""
+    become 64 MB before any cap sees it). Feed it raw (still encoded) chunks."""
 
     def __init__(
         self,
-        response: httpx.Response,
+        headers: Mapping[str, str],
         limit: int,
         *,
         what: str,
@@ -163,10 +163,10 @@ class CappedBody:
     ) -> None:
         self.limit, self.what, self.task_id, self.error = limit, what, task_id, error
         self.buffer = bytearray()
-        declared = response.headers.get("Content-Length", "")
+        declared = headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
             raise self._too_large()
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        encoding = headers.get("Content-Encoding", "identity").strip().lower()
         self.inflate: Any = None
         if encoding in ("gzip", "x-gzip", "deflate"):
             self.inflate = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib headers
@@ -219,7 +219,7 @@ def transport_error(
     """A typed error for a request that got no answer at all."""
     cause = exc.__cause__
     if cause is not None and type(cause).__module__.startswith("aiohttp"):
-        # httpx-aiohttp maps every aiohttp connection error to ConnectTimeout; name the real one.
+        # an aiohttp error (AsyncClient's engine) carried as the cause: name the real one
         detail = f"{type(cause).__name__}: {cause}".rstrip(": ")
         timed_out = isinstance(cause, TimeoutError)
     else:
@@ -309,17 +309,6 @@ def _client_kwargs(
 def _ssl_context() -> ssl.SSLContext:
     """Loading the CA bundle costs ~25 ms; every session can share one context."""
     return httpx.create_ssl_context()
-
-
-def api_transport(limits: httpx.Limits | None = None) -> httpx.AsyncBaseTransport | None:
-    """aiohttp's engine for the async API session (`fluxclaw._aio_transport`), or None for
-    httpx's own when the environment names a proxy: httpx honours HTTP(S)_PROXY and NO_PROXY
-    only for its own transport, and aiohttp's way (trust_env) would also read ~/.netrc."""
-    if urllib.request.getproxies():
-        return None
-    from fluxclaw._aio_transport import ApiTransport
-
-    return ApiTransport(verify=_ssl_context(), limits=limits or DEFAULT_LIMITS)
 
 
 def sync_transport(limits: httpx.Limits | None) -> httpx.BaseTransport | None:
@@ -417,12 +406,14 @@ class Session(_SessionBase):
                     call.method, call.path, json=call.json, params=call.params, headers=call.headers
                 ) as response,
             ):
-                body = CappedBody(response, MAX_ANSWER_BYTES, what=what, task_id=call.task_id)
+                body = CappedBody(
+                    response.headers, MAX_ANSWER_BYTES, what=what, task_id=call.task_id
+                )
                 content = body.read(response)
         except httpx.TransportError as exc:
             raise self._failed(call, exc, started) from exc
         self._log(call, str(response.status_code), started)
-        return read_reply(response, content, call)
+        return read_reply(response.status_code, response.headers, content, call)
 
     def close(self) -> None:
         self.http.close()
@@ -443,12 +434,28 @@ class AsyncSession(_SessionBase):
         import asyncio  # here, not at the top: a blocking process never pays for its import
 
         super().__init__(api_key, base_url)
-        self.http = httpx.AsyncClient(
-            **self._kwargs(timeout, limits, transport or api_transport(limits))
-        )
-        # httpx's pool rescans its whole queue on every event, so thousands of queued requests
-        # cost O(n^2) CPU; requests wait here instead, in a queue that costs nothing to wait in.
-        self._gate = asyncio.Semaphore((limits or DEFAULT_LIMITS).max_connections or 32)
+        limits = limits or DEFAULT_LIMITS
+        self.http: httpx.AsyncClient | None = None
+        self._engine: ApiEngine | None = None
+        if transport is not None or urllib.request.getproxies():
+            # a transport of the caller's, or a proxy: httpx honours HTTP(S)_PROXY and NO_PROXY
+            # only on its own transport (aiohttp's trust_env would also read ~/.netrc)
+            self.http = httpx.AsyncClient(**self._kwargs(timeout, limits, transport))
+        else:
+            from fluxclaw._aio_transport import ApiEngine
+
+            read = DEFAULT_TIMEOUT if timeout is None else httpx.Timeout(timeout)
+            self._prefix = base_url.rstrip("/")
+            self._key = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+            self._engine = ApiEngine(
+                tls=_ssl_context(),
+                timeout=read,
+                limits=limits,
+                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            )
+        # httpx's and aiohttp's pools rescan their queue on every event, so thousands of queued
+        # requests cost O(n^2) CPU; requests wait here, in a queue that costs nothing to wait in.
+        self._gate = asyncio.Semaphore(limits.max_connections or 32)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _same_loop(self) -> None:
@@ -473,19 +480,51 @@ class AsyncSession(_SessionBase):
         what = f"{call.method} {call.path}"
         left = None if deadline is None else deadline - started
         try:
-            async with (
-                asyncio.timeout(left),
-                self._gate,
-                self.http.stream(
-                    call.method, call.path, json=call.json, params=call.params, headers=call.headers
-                ) as response,
-            ):
-                body = CappedBody(response, MAX_ANSWER_BYTES, what=what, task_id=call.task_id)
-                content = await body.aread(response)
+            async with asyncio.timeout(left), self._gate:
+                if self._engine is not None:
+                    status, headers, content = await self._direct(self._engine, call, what)
+                else:
+                    status, headers, content = await self._via_httpx(call, what)
         except (httpx.TransportError, TimeoutError) as exc:
             raise self._failed(call, exc, started) from exc
-        self._log(call, str(response.status_code), started)
-        return read_reply(response, content, call)
+        self._log(call, str(status), started)
+        return read_reply(status, headers, content, call)
+
+    async def _direct(
+        self, engine: ApiEngine, call: Call, what: str
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        if not call.path.startswith("/"):  # a path, so the key cannot leave the base's origin
+            raise ValueError(f"an API call needs a path, not {call.path[:60]!r}")
+        headers = {**self._key, **call.headers} if call.auth else dict(call.headers)
+        data = None
+        if call.json is not None:  # encoded as httpx encodes it: both clients send one body
+            data = json.dumps(
+                call.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            ).encode()
+            headers["Content-Type"] = "application/json"
+
+        def sink(answer: Mapping[str, str]) -> CappedBody:
+            return CappedBody(answer, MAX_ANSWER_BYTES, what=what, task_id=call.task_id)
+
+        return await engine.send(
+            call.method,
+            self._prefix + call.path,
+            params=call.params,
+            data=data,
+            headers=headers,
+            sink=sink,
+        )
+
+    async def _via_httpx(self, call: Call, what: str) -> tuple[int, httpx.Headers, bytes]:
+        assert self.http is not None
+        async with self.http.stream(
+            call.method, call.path, json=call.json, params=call.params, headers=call.headers
+        ) as response:
+            body = CappedBody(response.headers, MAX_ANSWER_BYTES, what=what, task_id=call.task_id)
+            return response.status_code, response.headers, await body.aread(response)
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        if self.http is not None:
+            await self.http.aclose()
+        if self._engine is not None:
+            await self._engine.aclose()

@@ -1,0 +1,178 @@
+"""Client CPU per image: fluxclaw's `AsyncClient` against a bare aiohttp client, in one run.
+
+    .venv/bin/python bench/per_image.py [--images 100] [--concurrency 50] [--profile]
+
+One `fluxclaw sandbox --speed 10` in its own process. Each client runs in its own process, with
+its imports done and one warm-up round made before the CPU clock starts, then makes `--images`
+Pro 1k images at `--concurrency` at once. The bare client sends what any client must: the create
+POST, then a status GET every 0.2 s until the task is done, parsing each answer with json.loads;
+no validation, no deadlines, no caps, no retries. fluxclaw keeps all of its promises. As the two
+make different numbers of status requests, the ratio is taken at equal requests: CPU per request
+times fluxclaw's requests per image, for both.
+
+`--profile` runs fluxclaw's worker under cProfile and prints the top entries by own time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+KEY = "sk-bench-per-image"
+MODEL = "flux-2-pro-text-to-image"
+SPEED = 10
+BARE_INTERVAL = 0.2
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def prompts(n: int, tag: str) -> list[str]:
+    return [f"catalog photo {i} of a ceramic mug, studio light ({tag})" for i in range(n)]
+
+
+async def fluxclaw_round(base: str, n: int, width: int, tag: str) -> None:
+    import fluxclaw
+
+    gate = asyncio.Semaphore(width)
+    async with fluxclaw.AsyncClient(api_key=KEY, base_url=base) as client:
+
+        async def one(prompt: str) -> None:
+            async with gate:
+                await client.generate(prompt)
+
+        await asyncio.gather(*(one(p) for p in prompts(n, tag)))
+
+
+async def bare_round(base: str, n: int, width: int, tag: str) -> None:
+    import aiohttp
+
+    gate = asyncio.Semaphore(width)
+    headers = {"Authorization": f"Bearer {KEY}"}
+    connector = aiohttp.TCPConnector(limit=width)
+    async with aiohttp.ClientSession(base, headers=headers, connector=connector) as http:
+
+        async def one(prompt: str) -> None:
+            async with gate:
+                body = {"model": MODEL, "prompt": prompt, "output_resolution": "1k"}
+                async with http.post("/api/v1/flux_2/text_to_image", json=body) as made:
+                    task_id = json.loads(await made.read())["id"]
+                while True:
+                    await asyncio.sleep(BARE_INTERVAL)
+                    async with http.get(f"/api/v1/flux_2/text_to_image/{task_id}") as answer:
+                        status = json.loads(await answer.read())["status"]
+                    if status in ("completed", "failed"):
+                        return
+
+        await asyncio.gather(*(one(p) for p in prompts(n, tag)))
+
+
+def worker(mode: str, base: str, n: int, width: int, profile: bool) -> dict[str, float]:
+    """Runs in its own process: a warm-up round, then the measured one."""
+    import aiohttp  # noqa: F401
+
+    import fluxclaw  # noqa: F401
+
+    run = fluxclaw_round if mode == "fluxclaw" else bare_round
+    asyncio.run(run(base, 5, 5, "warm-up"))
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    before = cpu_seconds()
+    asyncio.run(run(base, n, width, "measured"))
+    spent = cpu_seconds() - before
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats(
+            os.environ.get("SORT", "tottime")
+        ).print_stats(os.environ.get("FILTER", ""), 40)
+    return {"cpu_s": spent}
+
+
+class Sandbox:
+    def __init__(self) -> None:
+        fluxclaw_bin = Path(sys.executable).with_name("fluxclaw")
+        self.proc = subprocess.Popen(
+            [str(fluxclaw_bin), "sandbox", "--port", "0", "--speed", str(SPEED), "--seed", "7"]
+            + ["--api-key", KEY, "--balance", "1000000"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        self.http = httpx.Client(base_url=self.url, timeout=60, trust_env=False)
+
+    def reset(self) -> None:
+        self.http.post("/_sandbox/reset").raise_for_status()
+
+    def requests(self) -> list[dict[str, Any]]:
+        log: list[dict[str, Any]] = self.http.get("/_sandbox/requests").json()["requests"]
+        return log
+
+    def close(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def measure(
+    sandbox: Sandbox, mode: str, n: int, width: int, profile: bool = False
+) -> dict[str, float]:
+    sandbox.reset()
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        cmd = [sys.executable, __file__, "--worker", mode, "--base", sandbox.url]
+        cmd += ["--images", str(n), "--concurrency", str(width), "--out", out.name]
+        subprocess.run(cmd + (["--profile"] if profile else []), check=True)
+        found: dict[str, float] = json.loads(Path(out.name).read_text())
+    log = [r for r in sandbox.requests() if r["path"].startswith("/api/v1/flux_2/")]
+    found["requests"] = (len(log) - 5 * len(log) / (n + 5)) / n  # the warm-up's share removed
+    found["cpu_ms_image"] = 1000 * found["cpu_s"] / n
+    found["cpu_ms_request"] = found["cpu_ms_image"] / found["requests"]
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--worker", choices=["fluxclaw", "bare"])
+    parser.add_argument("--base")
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    if args.worker:
+        found = worker(args.worker, args.base, args.images, args.concurrency, args.profile)
+        Path(args.out).write_text(json.dumps(found))
+        return
+    sandbox = Sandbox()
+    try:
+        started = time.time()
+        mine = measure(sandbox, "fluxclaw", args.images, args.concurrency, args.profile)
+        bare = measure(sandbox, "bare", args.images, args.concurrency)
+    finally:
+        sandbox.close()
+    print(json.dumps({"fluxclaw": mine, "bare": bare, "s": time.time() - started}, indent=1))
+    equal = mine["cpu_ms_request"] / bare["cpu_ms_request"]
+    print(f"ratio at equal requests: {equal:.2f}")
+
+
+if __name__ == "__main__":
+    main()
