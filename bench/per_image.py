@@ -111,8 +111,10 @@ class Sandbox:
     def __init__(self) -> None:
         fluxclaw_bin = Path(sys.executable).with_name("fluxclaw")
         self.proc = subprocess.Popen(
-            [str(fluxclaw_bin), "sandbox", "--port", "0", "--speed", str(SPEED), "--seed", "7"]
-            + ["--api-key", KEY, "--balance", "1000000"],
+            [
+                *(str(fluxclaw_bin), "sandbox", "--port", "0", "--speed", str(SPEED)),
+                *("--seed", "7", "--api-key", KEY, "--balance", "1000000"),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -147,6 +149,29 @@ def measure(
     found["cpu_ms_image"] = 1000 * found["cpu_s"] / n
     found["cpu_ms_request"] = found["cpu_ms_image"] / found["requests"]
     return found
+
+
+def profile_top(sandbox: Sandbox, n: int, width: int, entries: int = 15) -> str:
+    """fluxclaw's worker under cProfile: its top entries by own time, as printed."""
+    sandbox.reset()
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        cmd = [sys.executable, __file__, "--worker", "fluxclaw", "--base", sandbox.url, "--profile"]
+        cmd += ["--images", str(n), "--concurrency", str(width), "--out", out.name]
+        env = os.environ | {"SORT": "tottime", "FILTER": ""}
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls"))
+    root = str(Path(__file__).resolve().parents[1]) + "/"
+    site = str(Path(aiohttp_file()).parents[1]) + "/"
+    return "\n".join(
+        line.replace(root, "").replace(site, "") for line in lines[start : start + entries + 1]
+    )
+
+
+def aiohttp_file() -> str:
+    import aiohttp
+
+    return aiohttp.__file__
 
 
 def main() -> None:

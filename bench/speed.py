@@ -75,8 +75,10 @@ def test_five_images(fluxclaw_sandbox):
 class Sandbox:
     def __init__(self, speed: float) -> None:
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("fluxclaw")), "sandbox", "--port", "0"]
-            + ["--speed", str(speed), "--seed", "11", "--api-key", KEY, "--balance", "100000"],
+            [
+                *(str(Path(sys.executable).with_name("fluxclaw")), "sandbox", "--port", "0"),
+                *("--speed", str(speed), "--seed", "11", "--api-key", KEY, "--balance", "100000"),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -114,8 +116,10 @@ def fixture_test() -> float:
         report = Path(folder, "report.xml")
         env = clean_env("http://127.0.0.1:9", Path(folder))
         subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:xdist"]
-            + ["-o", "junit_duration_report=call", f"--junitxml={report}", "test_user.py"],
+            [
+                *(sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:xdist"),
+                *("-o", "junit_duration_report=call", f"--junitxml={report}", "test_user.py"),
+            ],
             cwd=folder,
             env=env,
             check=True,
@@ -175,12 +179,10 @@ def real_first_five(sdk_python: Path) -> dict[str, list[float]]:
                     "official-sdk": [str(sdk_python), "-c", SDK_SCRIPT, f"{PROMPT} {i}"],
                 }
                 answers: dict[str, str] = {}
-
-                def call(name: str, args: list[str]) -> None:
-                    done = subprocess.run(args, env=env, capture_output=True, text=True)
-                    answers[name] = done.stdout if done.returncode == 0 else done.stderr
-
-                threads = [threading.Thread(target=call, args=item) for item in runs.items()]
+                threads = [
+                    threading.Thread(target=_call, args=(name, args, env, answers))
+                    for name, args in runs.items()
+                ]
                 for thread in threads:
                     thread.start()
                 for thread in threads:
@@ -191,6 +193,11 @@ def real_first_five(sdk_python: Path) -> dict[str, list[float]]:
     finally:
         sandbox.close()
     return lags
+
+
+def _call(name: str, args: list[str], env: dict[str, str], answers: dict[str, str]) -> None:
+    done = subprocess.run(args, env=env, capture_output=True, text=True)
+    answers[name] = done.stdout if done.returncode == 0 else done.stderr
 
 
 # --- 4. cold CPU in plain environments --------------------------------------------------------
@@ -309,7 +316,8 @@ def report(found: dict[str, Any], command: str) -> str:
         (
             "CPU per image, `AsyncClient`, 100 images at 50 at once",
             f"{mine_img['cpu_ms_image']:.2f} ms ({mine_img['requests']:.2f} requests)",
-            f"bare aiohttp: {bare_img['cpu_ms_image']:.2f} ms ({bare_img['requests']:.2f} requests)",
+            f"bare aiohttp: {bare_img['cpu_ms_image']:.2f} ms "
+            f"({bare_img['requests']:.2f} requests)",
             f"ratio at equal requests at most 1.5: **{equal:.2f}**",
             equal <= 1.5,
         )
@@ -320,8 +328,9 @@ def report(found: dict[str, Any], command: str) -> str:
     )
     lag_list = ", ".join(f"{x:.2f}" for x in lags["fluxclaw"])
     sdk_list = ", ".join(f"{x:.2f}" for x in lags["official-sdk"])
-    return textwrap.dedent(
-        f"""\
+    return (
+        textwrap.dedent(
+            f"""\
         ## {HEADING}
 
         Each figure beside what it is measured against, in one run ({docfile.machine()}).
@@ -329,6 +338,13 @@ def report(found: dict[str, Any], command: str) -> str:
         | measure | fluxclaw | against | goal | |
         |---|---|---|---|---|
         {{table}}
+
+        Where `AsyncClient`'s CPU per image goes: the profile's top entries by own time for the
+        same 100 images (cProfile roughly doubles every figure; `epoll` is the loop waiting):
+
+        ```
+        {{profile}}
+        ```
 
         Lags of the five real-timing calls, in order: fluxclaw {lag_list} s; official SDK
         {sdk_list} s. Cold CPU runs: {len(found["cold_cpu"]["sdk"])} of each, interleaved.
@@ -339,7 +355,10 @@ def report(found: dict[str, Any], command: str) -> str:
         {command}
         ```
         """
-    ).replace("{table}", table)
+        )
+        .replace("{table}", table)
+        .replace("{profile}", found["profile"])
+    )
 
 
 def main() -> None:
@@ -366,6 +385,7 @@ def main() -> None:
             "fluxclaw": per_image.measure(sandbox, "fluxclaw", 100, 50),
             "bare": per_image.measure(sandbox, "bare", 100, 50),
         }
+        found["profile"] = per_image.profile_top(sandbox, 100, 50)
     finally:
         sandbox.close()
     command = ".venv/bin/python bench/speed.py" + (" --write" if args.write else "")

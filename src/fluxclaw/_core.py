@@ -15,8 +15,7 @@ import uuid
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypedDict
+from typing import Any, NamedTuple, Protocol, TypedDict
 
 from fluxclaw import contract, errors, files
 from fluxclaw.config import Settings, resolve_settings, signing_identity
@@ -69,8 +68,7 @@ class CreateOptions(TypedDict, total=False):
     extra_body: Mapping[str, Any] | None
 
 
-@dataclass(frozen=True, slots=True)
-class Draft:
+class Draft(NamedTuple):
     """A checked request whose local source images are read but not uploaded yet."""
 
     request: TaskRequest

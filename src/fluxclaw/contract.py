@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 Action = Literal["text_to_image", "remix_image"]
@@ -24,8 +23,7 @@ DEFAULT_BASE_URL: Final = "https://runapi.ai"
 SERVICE: Final = "flux_2"
 
 
-@dataclass(frozen=True, slots=True)
-class Model:
+class Model(NamedTuple):
     id: str
     family: Family
     action: Action
@@ -91,8 +89,7 @@ FIELDS: Final[dict[Action, frozenset[str]]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class FamilyRules:
+class FamilyRules(NamedTuple):
     """What one family accepts: the per-family half of the contract, stated once."""
 
     resolutions: tuple[str, ...]
@@ -296,8 +293,7 @@ def _round16(value: float) -> int:
 # Rules
 
 
-@dataclass(frozen=True, slots=True)
-class Violation:
+class Violation(NamedTuple):
     field: str
     message: str
 

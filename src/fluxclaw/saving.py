@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TypedDict
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, TypedDict
 
 from fluxclaw import errors, provenance
 from fluxclaw._version import __version__
@@ -65,8 +65,7 @@ class SavedImage:
     url: str
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     """Where a job's images go: a folder (names made from a stem) or a file name the user gave.
 
     Checked by `check_target` before anything is paid for, and kept in the history so a resumed

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,3 +49,38 @@ def test_task_errors_exit_codes() -> None:
     assert fluxclaw.TaskFailedError.exit_code == contract.EXIT_TASK_FAILED
     assert fluxclaw.TaskTimeoutError.exit_code == contract.EXIT_TIMEOUT
     assert fluxclaw.NetworkError.exit_code == contract.EXIT_OTHER
+
+
+# What a cold `fluxclaw generate` needs none of (issue 23: its CPU beside the official SDK's):
+# pydantic, asyncio, statistics and Pillow (a PNG is checked byte by byte), the C2PA module
+# unless signing, and aiohttp (only AsyncClient uses it).
+COLD_PATH_SKIPS = ("pydantic", "asyncio", "statistics", "PIL", "aiohttp", "fluxclaw.credentials")
+
+
+def test_a_cold_generate_loads_only_what_it_uses(
+    fluxclaw_sandbox: Any, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    code = (
+        "import sys\n"
+        "from fluxclaw.cli.main import main\n"
+        "sys.argv = ['fluxclaw', 'generate', 'a ceramic vase on linen', '-o', sys.argv[1]]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as done:\n"
+        "    assert not done.code, done.code\n"
+        f"print(sorted(m for m in {COLD_PATH_SKIPS!r} if m in sys.modules))\n"
+    )
+    env = cli_env | {
+        "RUNAPI_API_KEY": fluxclaw_sandbox.api_key,
+        "RUNAPI_BASE_URL": fluxclaw_sandbox.base_url,
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "out") + "/"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[]"  # after the saved file's path
+    [saved] = (tmp_path / "out").glob("*.png")  # the whole job ran: the image is on disk
+    assert saved.read_bytes().startswith(b"\x89PNG")

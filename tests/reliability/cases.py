@@ -142,6 +142,21 @@ async def _png_as_text(ex: Exchange) -> None:
     await ex.send(200, png(), headers={"Content-Type": "text/plain"})
 
 
+def _flipped_idat_byte(data: bytes) -> bytes:
+    """Whole in length, wrong in one IDAT byte: only the chunk's CRC tells."""
+    at = data.index(b"IDAT") + 8
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+
+
+async def _png_bad_crc(ex: Exchange) -> None:
+    await ex.send(200, _flipped_idat_byte(png(900, 700)), headers={"Content-Type": "image/png"})
+
+
+async def _png_without_iend(ex: Exchange) -> None:
+    data = png(900, 700)
+    await ex.send(200, data[: data.index(b"IEND") - 4], headers={"Content-Type": "image/png"})
+
+
 async def _drip_image(ex: Exchange) -> None:
     data = png()
     head = f"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {len(data)}\r\n\r\n"
@@ -230,4 +245,6 @@ CASES: list[Case] = [
     Case("html_as_image", ANSWERS, image=_html_image),
     Case("png_as_text_plain", ANSWERS, image=_png_as_text, succeeds=True),
     Case("drip_image", ANSWERS, image=_drip_image),
+    Case("png_bad_crc", ANSWERS, image=_png_bad_crc),
+    Case("png_without_iend", ANSWERS, image=_png_without_iend),
 ]
