@@ -17,8 +17,6 @@ from typing import Protocol
 import aiohttp
 import httpx
 
-CHUNK = 64 * 1024
-
 
 class Sink(Protocol):
     """Where a body goes as it arrives (`transport.CappedBody`: capped, inflated)."""
@@ -76,7 +74,8 @@ class ApiEngine:
                 method, url, params=params, data=data, headers=headers, allow_redirects=False
             ) as response:
                 body = sink(response.headers)
-                async for chunk in response.content.iter_chunked(CHUNK):
+                stream = response.content
+                while chunk := await stream.readany():  # what has arrived, each time
                     body.add(chunk)
                 return response.status, response.headers, body.done()
         except aiohttp.ClientError as exc:

@@ -150,6 +150,10 @@ class DurationStats:
         self._rescaled: dict[tuple[str, str], float] = {}  # median found by probing
         self._server_speed: float | None = None
         self._lock = threading.Lock()
+        # A fit reads every record (an inverse normal CDF each), and many tasks plan between
+        # two changes: it is kept until something it reads changes (`_changed`).
+        self._version = 0
+        self._fits: dict[tuple[tuple[str, str], float], tuple[int, tuple[float, float]]] = {}
 
     @property
     def server_speed(self) -> float | None:
@@ -177,6 +181,7 @@ class DurationStats:
                 self._first_polls.clear()
                 self._rescaled.clear()
             self._server_speed = speed
+            self._version += 1
 
     def snapshot(self, key: tuple[str, str]) -> dict[str, Any]:
         """What was learned for `key`, JSON-ready, so another process can start from it."""
@@ -209,6 +214,7 @@ class DurationStats:
                 self._first_polls[key] = deque(early, maxlen=limit)
             if median is not None and median > 0 and math.isfinite(median):
                 self._rescaled[key] = median
+            self._version += 1
 
     def first_poll(self, key: tuple[str, str], elapsed: float, done: bool) -> None:
         """Learn from a task's first poll, `elapsed` seconds after it was created.
@@ -222,6 +228,7 @@ class DurationStats:
             self._first_polls.setdefault(key, deque(maxlen=self.policy.history)).append(
                 (elapsed, done)
             )
+            self._version += 1
 
     def record(self, key: tuple[str, str], seconds: float | None, width: float = 0.0) -> None:
         """Learn a completed task's duration, bracketed by two polls `width` seconds apart
@@ -232,9 +239,23 @@ class DurationStats:
             self._records.setdefault(key, deque(maxlen=self.policy.history)).append(
                 (seconds, max(0.0, width))
             )
+            self._version += 1
 
     def fit(self, key: tuple[str, str], prior: float) -> tuple[float, float]:
         """(median, sigma) of a lognormal fitted to what was seen; the prior until enough is."""
+        with self._lock:
+            version = self._version
+            kept = self._fits.get((key, prior))
+        if kept is not None and kept[0] == version:
+            return kept[1]
+        fitted = self._fit(key, prior)
+        with self._lock:
+            if len(self._fits) > 64:  # a few keys and priors in any one process
+                self._fits.clear()
+            self._fits[(key, prior)] = (version, fitted)
+        return fitted
+
+    def _fit(self, key: tuple[str, str], prior: float) -> tuple[float, float]:
         p = self.policy
         with self._lock:
             records = list(self._records.get(key, ()))
@@ -288,6 +309,7 @@ class DurationStats:
                 self._first_polls[key] = deque(recent, maxlen=p.history)
                 self._records.pop(key, None)
                 self._rescaled[key] = median
+                self._version += 1
         polls = tuple(max(median * x, POLL_FLOOR) for x in offsets)
         floor = max(p.min_interval, POLL_FLOOR)
         near = max(polls[-1] - polls[-2] if len(polls) > 1 else polls[0] / 4, floor)
