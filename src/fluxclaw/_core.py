@@ -87,6 +87,14 @@ class HintSource(Protocol):
     async def await_for(self, task_id: str, timeout: float) -> bool: ...
 
 
+# What every door says when the API answers 404 for a task id: it exists nowhere, so no hint
+# to wait for it again.
+NO_SUCH_TASK = (
+    "No task has this id there: check the id (`fluxclaw history` lists yours) and the API base "
+    "it was made on."
+)
+
+
 def resume_hint(task_id: str) -> str:
     return f'resume with fluxclaw wait {task_id} or client.wait("{task_id}")'
 

@@ -553,15 +553,33 @@ async def alook(client: AsyncClient, ref: str, history: History | None = None) -
     return await client.run_flow(_looked(client, ref, history))
 
 
+def _unknown(history: History | None, entry: Entry, adopted: bool) -> None:
+    """The API does not know this task id: a row that only ever held it (no key of ours, no
+    cost, no image) is no task. One adopted for this call goes; an older one ends as `gone`.
+    Either way nothing keeps trying a mistyped id (a bare `resume`, the MCP `resume` tool)."""
+    row = history.get(entry.id) if history is not None else None
+    if history is None or row is None or row.idempotency_key or row.cost is not None or row.urls:
+        return
+    if adopted:
+        history.discard(row.id)
+    else:
+        history.update(row.id, status="gone")
+
+
 def finish(
     client: Client, ref: str, *, adopted_output: str | None = None, **options: Unpack[ResumeOptions]
 ) -> JobResult:
     """Finish a task by its id or idempotency key: wait (or resend the create with its key),
     save and record. `adopted_output` is where a task unknown to the ledger is saved."""
-    entry, adopted = locate(options.get("history"), ref, client.base_url)
+    history = options.get("history")
+    entry, adopted = locate(history, ref, client.base_url)
     if adopted and options.get("output") is None:
         options["output"] = adopted_output
-    return resume(client, entry, **options)
+    try:
+        return resume(client, entry, **options)
+    except errors.NotFoundError:
+        _unknown(history, entry, adopted)
+        raise
 
 
 async def afinish(
@@ -571,10 +589,15 @@ async def afinish(
     adopted_output: str | None = None,
     **options: Unpack[ResumeOptions],
 ) -> JobResult:
-    entry, adopted = locate(options.get("history"), ref, client.base_url)
+    history = options.get("history")
+    entry, adopted = locate(history, ref, client.base_url)
     if adopted and options.get("output") is None:
         options["output"] = adopted_output
-    return await aresume(client, entry, **options)
+    try:
+        return await aresume(client, entry, **options)
+    except errors.NotFoundError:
+        _unknown(history, entry, adopted)
+        raise
 
 
 __all__ = [

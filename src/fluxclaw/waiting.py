@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from fluxclaw import contract, errors
-from fluxclaw._core import Core, HintSource, OnUpdate, resume_hint
+from fluxclaw._core import NO_SUCH_TASK, Core, HintSource, OnUpdate, resume_hint
 from fluxclaw.deadline import Deadline
 from fluxclaw.models import Result, Task, TaskStatus, failed_error, parse_task, result_from
 from fluxclaw.polling import Plan, PollSchedule
@@ -174,6 +174,9 @@ class Wait:
             )
         if error.task_id is None:
             error.task_id = self.task.id
+        if isinstance(error, errors.NotFoundError):  # no such task: nothing will ever finish
+            error.hint = error.hint or NO_SUCH_TASK
+            return error
         if error.hint is None and not isinstance(error, errors.TaskFailedError):
             error.hint = f"The task may still finish: {resume_hint(self.task.id)}."
         return error

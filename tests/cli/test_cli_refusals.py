@@ -1,10 +1,13 @@
-"""Surprises the CLI refuses before anything is sent: a prompt that names a file, `--async` with
-a one-run sandbox, and an `-o` name whose suffix `--format` contradicts."""
+"""Surprises the CLI refuses before anything is sent: a prompt that names a file (-f reads one),
+`--async` with a one-run sandbox, and an `-o` name whose suffix `--format` contradicts."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from fluxclaw import contract
 
@@ -17,10 +20,37 @@ def test_a_prompt_that_names_a_file_is_refused_with_a_hint(
     (tmp_path / "work" / "prompt.txt").write_text("a red lamp on a desk\n")
     done = run("generate", "@prompt.txt")
     assert done.returncode == contract.EXIT_INVALID
-    assert "fluxclaw generate - < prompt.txt" in one_line_error(done.stderr)
-    piped = run("generate", "-", "-o", "out/", input="a red lamp on a desk\n")
+    assert "use -f prompt.txt" in one_line_error(done.stderr)
+    assert sandbox.requests() == []
+    from_file = run("generate", "-f", "prompt.txt", "-o", "out/")
+    assert from_file.returncode == 0, from_file.stderr
+    piped = run("generate", "-", "-o", "out/", input="a blue lamp on a desk\n")
     assert piped.returncode == 0, piped.stderr
-    assert [t["request"]["prompt"] for t in sandbox.tasks()] == ["a red lamp on a desk"]
+    prompts = [t["request"]["prompt"] for t in sandbox.tasks()]
+    assert prompts == ["a red lamp on a desk", "a blue lamp on a desk"]
+
+
+def test_a_prompt_file_is_read_whole_and_its_mistakes_are_refused(
+    run: Run, api: dict[str, str], sandbox: Any, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    (work / "long.txt").write_text("a ceramic vase,\nnatural window light,\n35mm film grain\n")
+    (work / "latin1.txt").write_bytes("caf\xe9 on a table".encode("latin-1"))
+    for args, expected in [
+        (("-f", "missing.txt"), "cannot read the prompt file missing.txt"),
+        (("-f", "latin1.txt"), "it is not UTF-8 text"),
+        (("-f", "long.txt", "a lamp"), "give the prompt once"),
+        ((), "no prompt: give it as PROMPT"),
+    ]:
+        refused = run("generate", *args)
+        assert refused.returncode == contract.EXIT_INVALID, (args, refused.stderr)
+        assert expected in one_line_error(refused.stderr)
+    assert sandbox.requests() == []  # nothing went out for any of them
+    Image.new("RGB", (32, 32), "teal").save(work / "source.png")
+    done = run("remix", "-f", "long.txt", "-i", "source.png", "--json")
+    assert done.returncode == 0, done.stderr
+    [task] = sandbox.tasks()
+    assert task["request"]["prompt"] == "a ceramic vase,\nnatural window light,\n35mm film grain"
 
 
 def test_async_with_a_one_run_sandbox_is_refused(run: Run) -> None:
@@ -52,3 +82,29 @@ def test_choices_are_taken_as_people_spell_them(
         ("flux-2-pro-text-to-image", "1k"),
         ("flux-2-pro-text-to-image", "1k"),
     ]
+
+
+def test_open_hands_each_saved_image_to_the_system_viewer(
+    run: Run, api: dict[str, str], sandbox: Any, tmp_path: Path
+) -> None:
+    """--open uses the system's opener (xdg-open here); a test's own on PATH records what it
+    was given. With none at all, the image is still saved and one warning says so."""
+    opener = tmp_path / "bin" / "xdg-open"
+    opener.parent.mkdir()
+    opened = tmp_path / "opened.txt"
+    opener.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
+    opener.chmod(0o755)
+    done = run("generate", "a lamp", "-o", "out/", "--open", env={"PATH": str(opener.parent)})
+    assert done.returncode == 0, done.stderr
+    [saved] = done.stdout.split()
+    deadline = time.monotonic() + 10  # the opener is started, not waited for
+    while not opened.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert opened.read_text().split() == [saved]
+
+    opener.unlink()
+    bare = run("generate", "a lamp", "-o", "out/", "--open", env={"PATH": str(opener.parent)})
+    assert bare.returncode == 0, bare.stderr
+    [again] = bare.stdout.split()
+    assert Path(again).is_file()
+    assert f"warning: could not open {again}" in bare.stderr

@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -313,3 +314,29 @@ async def test_mcp_tasks_are_in_the_history(
     assert row["prompt"] == "a brass compass on a map" and row["cost"] == 0.05
     assert row["base_url"] == fluxclaw_sandbox.base_url and not row["sandbox"]
     assert row["paths"] == result.structured_content["paths"]
+
+
+async def test_an_unknown_task_id_does_not_exist_and_leaves_no_row(
+    connect: Connect,
+    api: tuple[list[str], dict[str, str]],
+    fluxclaw_sandbox: Any,
+    cli_env: dict[str, str],
+) -> None:
+    """A 404 says the task does not exist (never "may still finish"), as the CLI says it, and
+    nothing is left behind for a later resume to trip on."""
+    args, env = api
+    unknown = str(uuid.uuid4())
+    async with connect(*args, env=env) as session:
+        result = await session.call_tool("status", {"task_id": unknown})
+    [line] = text_of(result).splitlines()
+    assert result.is_error and unknown in line and "No task has this id there" in line
+    assert "may still finish" not in line
+    assert any(unknown in r["path"] for r in fluxclaw_sandbox.requests())  # it was asked
+    listed = subprocess.run(
+        [FLUXCLAW, "history", "--json"],
+        env={**cli_env, **env},
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert listed.returncode == 0 and listed.stdout == ""

@@ -79,6 +79,12 @@ def _allow_http(ctx: click.Context, param: click.Parameter, value: bool) -> None
 
 
 def output_options(func: Callable[P, R]) -> Callable[P, R]:
+    func = click.option(
+        "--open",
+        "open_files",
+        is_flag=True,
+        help="Open the saved images with the system's viewer (xdg-open, open or start).",
+    )(func)
     func = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")(
         func
     )

@@ -33,7 +33,6 @@ from fluxclaw.config import AGENT_OUTPUT_DIR
 if TYPE_CHECKING:
     from fluxclaw.cli.progress import Progress
     from fluxclaw.client import Client
-    from fluxclaw.errors import FluxclawError
     from fluxclaw.history import Entry, History
     from fluxclaw.jobs import JobResult
     from fluxclaw.models import TaskStatus
@@ -95,9 +94,16 @@ def interruptible(watch: Watch, *, key: str | None, sandbox: bool) -> Iterator[N
 
 
 def report(
-    done: JobResult, *, as_json: bool, openclaw: bool, sandbox: bool, progress: Progress
+    done: JobResult,
+    *,
+    as_json: bool,
+    openclaw: bool,
+    sandbox: bool,
+    progress: Progress,
+    open_files: bool = False,
 ) -> None:
-    """Print a finished job: paths (or MEDIA: lines, or JSON) on stdout, a summary on stderr."""
+    """Print a finished job: paths (or MEDIA: lines, or JSON) on stdout, a summary on stderr;
+    with --open, hand each saved image to the system's viewer."""
     progress.end()
     paths = [str(path) for path in done.paths]
     if as_json:
@@ -108,11 +114,21 @@ def report(
             click.echo(f"MEDIA:{path}" if openclaw else path)
     cost = "unknown cost" if done.cost_usd is None else f"${done.cost_usd:.2f}"
     progress.note(f"done: {len(paths)} image(s), {cost}, {progress.elapsed():.1f}s")
+    for path in paths if open_files else ():
+        # click.launch: xdg-open, open or start, whichever the system has; not waited for
+        if click.launch(path, wait=False) != 0:
+            progress.note(f"warning: could not open {path}: no program to open images found")
 
 
 def create_options(func: Any) -> Any:
     for decorator in reversed(
         [
+            click.option(
+                "-f",
+                "--prompt-file",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Read the prompt from this UTF-8 text file (instead of PROMPT).",
+            ),
             click.option(
                 "-m",
                 "--model",
@@ -182,19 +198,43 @@ def create_options(func: Any) -> Any:
     return func
 
 
-def run_create(action: contract.Action, prompt: str, sources: tuple[str, ...], **opts: Any) -> None:
+def _the_prompt(given: str | None, file: Path | None) -> str:
+    """PROMPT, stdin (`-`) or -f FILE: exactly one. A PROMPT like `@notes.txt` that names a file
+    is refused, not paid for as those ten characters."""
+    if file is not None:
+        if given is not None:
+            fail(
+                "give the prompt once: as PROMPT or with -f FILE, not both.", contract.EXIT_INVALID
+            )
+        try:
+            return file.expanduser().read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
+            fail(
+                f"cannot read the prompt file {file} ({reason or error}); check the path.",
+                contract.EXIT_INVALID,
+            )
+    if given is None:
+        fail("no prompt: give it as PROMPT, `-` to read stdin, or -f FILE.", contract.EXIT_INVALID)
+    if given == "-":
+        return sys.stdin.read().strip()
+    if given.startswith("@") and Path(given[1:]).expanduser().is_file():
+        fail(
+            f"the prompt {given!r} names a file; to send its text, use -f {given[1:]}, or write "
+            "the prompt itself.",
+            contract.EXIT_INVALID,
+        )
+    return given
+
+
+def run_create(
+    action: contract.Action, prompt: str | None, sources: tuple[str, ...], **opts: Any
+) -> None:
     from fluxclaw import jobs
     from fluxclaw.cli.progress import Progress
     from fluxclaw.history import History
 
-    if prompt == "-":
-        prompt = sys.stdin.read().strip()
-    elif prompt.startswith("@") and Path(prompt[1:]).expanduser().is_file():
-        fail(
-            f"the prompt {prompt!r} names a file; to send its text, pass `-` and pipe it "
-            f"(`fluxclaw generate - < {prompt[1:]}`), or write the prompt itself.",
-            contract.EXIT_INVALID,
-        )
+    prompt = _the_prompt(prompt, opts.pop("prompt_file"))
     if opts["sandbox"] and opts["no_wait"]:
         fail(
             "--async cannot be used with --sandbox: the sandbox ends with this command, so its "
@@ -240,22 +280,30 @@ def run_create(action: contract.Action, prompt: str, sources: tuple[str, ...], *
             payload = {"task_id": done.task_id, "status": done.status, "action": action}
             click.echo(json.dumps(payload) if opts["as_json"] else done.task_id)
             return
-        report(done, as_json=opts["as_json"], openclaw=openclaw, sandbox=sandbox, progress=progress)
+        report(
+            done,
+            as_json=opts["as_json"],
+            openclaw=openclaw,
+            sandbox=sandbox,
+            progress=progress,
+            open_files=opts["open_files"],
+        )
 
 
 @click.command()
-@click.argument("prompt")
+@click.argument("prompt", required=False)
 @create_options
 @output_options
 @connection_options
 @handle_errors
-def generate(prompt: str, **opts: Any) -> None:
-    """Generate an image from PROMPT (`-` reads it from stdin) and save it."""
+def generate(prompt: str | None, **opts: Any) -> None:
+    """Generate an image from PROMPT (`-` reads it from stdin; -f FILE from a file) and save
+    it."""
     run_create("text_to_image", prompt, (), **opts)
 
 
 @click.command()
-@click.argument("prompt")
+@click.argument("prompt", required=False)
 @click.option(
     "-i",
     "--image",
@@ -270,7 +318,7 @@ def generate(prompt: str, **opts: Any) -> None:
 @output_options
 @connection_options
 @handle_errors
-def remix(prompt: str, images: tuple[str, ...], **opts: Any) -> None:
+def remix(prompt: str | None, images: tuple[str, ...], **opts: Any) -> None:
     """Remix source images (-i) following PROMPT, and save the result."""
     for source in images:
         if not contract.is_http_url(source) and not Path(source).is_file():
@@ -302,24 +350,6 @@ def resolve_ref(history: History, ref: str) -> tuple[str, Entry | None]:
     return entry.task_id or entry.idempotency_key or ref.strip(), entry
 
 
-def _not_found(history: History, ref: str, before: Entry | None, error: FluxclawError) -> None:
-    """The API does not know this task id: a row that only ever held it (no key of ours, no
-    cost, no image) is no task. The one this command adopted goes; an older one ends as
-    `gone`. Either way a bare `resume` does not keep failing on a mistyped id, and the error
-    does not say to wait for it again."""
-    row = history.find(ref)
-    if row is None or row.idempotency_key or row.cost is not None or row.urls:
-        return
-    if before is None:
-        history.discard(row.id)
-    else:
-        history.update(row.id, status="gone")
-    error.hint = (
-        "No task has this id there: check the id (`fluxclaw history` lists yours) and the API "
-        "it was made on (--base-url)."
-    )
-
-
 def finish_one(
     ref: str,
     *,
@@ -332,11 +362,11 @@ def finish_one(
     api_key: str | None,
     base_url: str | None,
     debug: bool,
+    open_files: bool = False,
 ) -> None:
     """Finish one recorded job (or a task made elsewhere) by task id or idempotency key."""
     from fluxclaw import jobs
     from fluxclaw.cli.progress import Progress
-    from fluxclaw.errors import NotFoundError
     from fluxclaw.history import History
 
     history = History()
@@ -359,21 +389,24 @@ def finish_one(
     ):
         if entry is None:
             watch.task_id = ref
-        try:
-            done = jobs.finish(
-                client,
-                ref,
-                history=history,
-                output=output,
-                format=image_format,
-                overwrite=force,
-                timeout=timeout,
-                on_update=watch,
-            )
-        except NotFoundError as error:
-            _not_found(history, ref, entry, error)
-            raise
-        report(done, as_json=as_json, openclaw=openclaw, sandbox=False, progress=progress)
+        done = jobs.finish(
+            client,
+            ref,
+            history=history,
+            output=output,
+            format=image_format,
+            overwrite=force,
+            timeout=timeout,
+            on_update=watch,
+        )
+        report(
+            done,
+            as_json=as_json,
+            openclaw=openclaw,
+            sandbox=False,
+            progress=progress,
+            open_files=open_files,
+        )
 
 
 @click.command()
