@@ -116,6 +116,18 @@ class Target(NamedTuple):
 _FILE_SUFFIX = re.compile(r"^\.[A-Za-z]{1,5}$")
 
 
+def numbered(dest: str | None, index: int) -> str | None:
+    """The `-o` of the index-th (from 1) of several jobs run at once: a file name `x.png` becomes
+    `x-1.png`, `x-2.png`, ...; a folder (or none) is shared, each job naming its own files."""
+    if dest is None:
+        return None
+    path = Path(dest)
+    text = os.fspath(dest)
+    if path.is_dir() or text.endswith(("/", os.sep)) or not _FILE_SUFFIX.match(path.suffix):
+        return dest
+    return str(path.with_name(f"{path.stem}-{index}{path.suffix}"))
+
+
 def check_target(
     dest: str | os.PathLike[str] | None, fmt: ImageFormat | None = None, *, overwrite: bool = False
 ) -> Target:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from fluxclaw import contract
 
-from .conftest import Run, one_line_error
+from .conftest import Run, history_rows, one_line_error
 
 
 def test_a_prompt_that_names_a_file_is_refused_with_a_hint(
@@ -108,3 +108,22 @@ def test_open_hands_each_saved_image_to_the_system_viewer(
     [again] = bare.stdout.split()
     assert Path(again).is_file()
     assert f"warning: could not open {again}" in bare.stderr
+
+
+def test_count_makes_several_tasks_at_once_named_one_by_one(
+    run: Run, api: dict[str, str], sandbox: Any, tmp_path: Path
+) -> None:
+    done = run("generate", "a lamp", "-n", "3", "-o", "x.png")
+    assert done.returncode == 0, done.stderr
+    work = tmp_path / "work"
+    assert done.stdout.split() == [str(work / f"x-{i}.png") for i in (1, 2, 3)]
+    assert all((work / f"x-{i}.png").is_file() for i in (1, 2, 3))
+    tasks = sandbox.tasks()
+    assert len(tasks) == 3 and len({t["idempotency_key"] for t in tasks}) == 3
+    assert len(history_rows(api)) == 3  # each its own ledger row: caps and resume see each
+    assert done.stderr.count("done: 3 image(s), $0.15") == 1
+    assert done.stderr.count("submitted") == 3
+
+    refused = run("generate", "a lamp", "-n", "0")
+    assert refused.returncode == contract.EXIT_INVALID
+    assert "Traceback" not in refused.stderr and len(sandbox.tasks()) == 3

@@ -271,3 +271,36 @@ def test_wait_on_a_task_made_elsewhere_records_it(
     assert row["task_id"] == task.id and row["status"] == "completed"
     assert row["action"] == "text_to_image"  # status answers carry no model or prompt
     assert json.loads(row["paths"]) == json.loads(done.stdout)["paths"]
+
+
+def test_interrupted_count_says_what_runs_and_resume_finishes_each_once(
+    api: dict[str, str], sandbox: Any, tmp_path: Path
+) -> None:
+    proc = subprocess.Popen(
+        [FLUXCLAW, "generate", "a patient owl [sandbox:seconds=4]", "-n", "2", "-o", "owl.png"],
+        env=api,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 20
+    submitted: list[str] = []
+    while len(submitted) < 2:
+        line = proc.stderr.readline()
+        assert line and time.monotonic() < deadline, "no task ids on stderr"
+        if "submitted" in line:
+            submitted.append(line.split()[1])
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=20)
+    assert proc.returncode == 130, rest
+    assert "2 task(s) keep running" in rest and "`fluxclaw resume` finishes them" in rest
+    assert all(task_id in rest for task_id in submitted) and "Traceback" not in rest
+    finished = subprocess.run(
+        [FLUXCLAW, "resume"], env=api, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert sorted(p.name for p in tmp_path.glob("owl-*.png")) == ["owl-1.png", "owl-2.png"]
+    assert len(sandbox.tasks()) == 2  # nothing made twice

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,9 +34,10 @@ if TYPE_CHECKING:
     from fluxclaw.cli.progress import Progress
     from fluxclaw.client import Client
     from fluxclaw.history import Entry, History
-    from fluxclaw.jobs import JobResult
+    from fluxclaw.jobs import Job, JobResult
     from fluxclaw.models import TaskStatus
 
+MAX_COUNT = 20  # -n: tasks one command runs at once
 OPENCLAW_ENV = "OPENCLAW_SHELL"  # OpenClaw sets OPENCLAW_SHELL=exec for commands it runs
 
 
@@ -101,6 +102,7 @@ def report(
     sandbox: bool,
     progress: Progress,
     open_files: bool = False,
+    summary: bool = True,
 ) -> None:
     """Print a finished job: paths (or MEDIA: lines, or JSON) on stdout, a summary on stderr;
     with --open, hand each saved image to the system's viewer."""
@@ -112,8 +114,9 @@ def report(
         for path in paths:
             # OpenClaw attaches a file named on its own line as MEDIA:<absolute path>.
             click.echo(f"MEDIA:{path}" if openclaw else path)
-    cost = "unknown cost" if done.cost_usd is None else f"${done.cost_usd:.2f}"
-    progress.note(f"done: {len(paths)} image(s), {cost}, {progress.elapsed():.1f}s")
+    if summary:
+        cost = "unknown cost" if done.cost_usd is None else f"${done.cost_usd:.2f}"
+        progress.note(f"done: {len(paths)} image(s), {cost}, {progress.elapsed():.1f}s")
     for path in paths if open_files else ():
         # click.launch: xdg-open, open or start, whichever the system has; not waited for
         if click.launch(path, wait=False) != 0:
@@ -123,6 +126,15 @@ def report(
 def create_options(func: Any) -> Any:
     for decorator in reversed(
         [
+            click.option(
+                "-n",
+                "--count",
+                type=click.IntRange(1, MAX_COUNT),
+                default=1,
+                show_default=True,
+                help=f"Make this many images, each its own task, at once (at most {MAX_COUNT}); "
+                "-o x.png names them x-1.png, x-2.png, ...",
+            ),
             click.option(
                 "-f",
                 "--prompt-file",
@@ -261,6 +273,9 @@ def run_create(
     except ValueError as error:
         fail(str(error), contract.EXIT_INVALID)
     sandbox = opts["sandbox"]
+    if opts["count"] > 1:
+        run_many(job, model, openclaw, opts)
+        return
     progress = Progress()
     watch = Watch(progress, model)
     with (
@@ -288,6 +303,119 @@ def run_create(
             progress=progress,
             open_files=opts["open_files"],
         )
+
+
+class Tally:
+    """One progress display for several tasks: how many are done, how many still run."""
+
+    def __init__(self, progress: Progress, count: int, model: str) -> None:
+        self.progress, self.count, self.model = progress, count, model
+        self.statuses: dict[str, str] = {}
+
+    def watch(self) -> Callable[[TaskStatus], None]:
+        def seen(status: TaskStatus) -> None:
+            if status.task_id not in self.statuses:
+                self.progress.note(f"task {status.task_id} submitted ({self.model})")
+            self.statuses[status.task_id] = status.status
+            done = sum(s in contract.TERMINAL_STATUSES for s in self.statuses.values())
+            self.progress.status(f"{done} of {self.count} done")
+
+        return seen
+
+    def running(self) -> list[str]:
+        return [t for t, s in self.statuses.items() if s not in contract.TERMINAL_STATUSES]
+
+
+def run_many(job: Job, model: str, openclaw: bool, opts: dict[str, Any]) -> None:
+    """-n: `count` jobs like `job` at once on one async client, each its own task, key and
+    ledger row (so caps, re-runs and `fluxclaw resume` treat each as any other job)."""
+    import asyncio
+    from dataclasses import replace
+
+    from fluxclaw import jobs, saving
+    from fluxclaw.cli.progress import Progress
+    from fluxclaw.client import AsyncClient
+    from fluxclaw.errors import FluxclawError
+    from fluxclaw.history import History
+    from fluxclaw.job_types import JobResult
+
+    sandbox, count = opts["sandbox"], opts["count"]
+    many = [
+        replace(job, output=saving.numbered(job.output, i), idempotency_key=str(uuid.uuid4()))
+        for i in range(1, count + 1)
+    ]
+    progress = Progress()
+    tally = Tally(progress, count, model)
+    progress.begin(f"{count} tasks")
+
+    async def all_of(key: str, url: str, poll: Any) -> list[Any]:
+        history = History(private=opts["no_history"])
+        async with AsyncClient(api_key=key, base_url=url, poll=poll) as client:
+            return await asyncio.gather(
+                *(
+                    jobs.arun(
+                        client,
+                        one,
+                        history=history,
+                        wait=not opts["no_wait"],
+                        timeout=opts["timeout"],
+                        on_update=tally.watch(),
+                        sandbox=sandbox,
+                    )
+                    for one in many
+                ),
+                return_exceptions=True,
+            )
+
+    with endpoint(opts["api_key"], opts["base_url"], sandbox=sandbox, debug=opts["debug"]) as (
+        key,
+        url,
+        poll,
+    ):
+        try:
+            results = asyncio.run(all_of(key, url, poll))
+        except KeyboardInterrupt:
+            progress.end()
+            still = tally.running()
+            if sandbox:
+                line = f"interrupted: {len(still)} task(s) end with this command's one-run sandbox"
+            elif still:
+                line = (
+                    f"interrupted: {len(still)} task(s) keep running ({', '.join(still)}); "
+                    "`fluxclaw resume` finishes them without paying twice"
+                )
+            else:
+                line = "interrupted; `fluxclaw resume` finishes any task that was made"
+            click.echo(f"\n{line}", err=True)
+            sys.exit(130)
+    progress.end()
+    done = [r for r in results if isinstance(r, JobResult)]
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if opts["no_wait"]:
+        for result in done:
+            payload = {"task_id": result.task_id, "status": result.status, "action": job.action}
+            click.echo(json.dumps(payload) if opts["as_json"] else result.task_id)
+    else:
+        for result in done:
+            report(
+                result,
+                as_json=opts["as_json"],
+                openclaw=openclaw,
+                sandbox=sandbox,
+                progress=progress,
+                open_files=opts["open_files"],
+                summary=False,
+            )
+        costs = [r.cost_usd for r in done]
+        cost = "unknown cost" if None in costs else f"${sum(c or 0 for c in costs):.2f}"
+        images = sum(len(r.paths) for r in done)
+        progress.note(f"done: {images} image(s), {cost}, {progress.elapsed():.1f}s")
+    if failed:
+        first = failed[0]
+        if not isinstance(first, FluxclawError):
+            raise first
+        code = first.exit_code
+        fail(f"{len(failed)} of {count} tasks failed; the first: {first}", code, first.task_id)
 
 
 @click.command()
