@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,27 @@ def test_batch_and_balance_run_offline_with_sandbox(run: Run, tmp_path: Path) ->
     balance = run("balance", "--sandbox", "--json")
     assert balance.returncode == 0, balance.stderr
     assert json.loads(balance.stdout)["balance_cents"] > 0
+
+
+def test_the_readmes_count_command_runs_as_written(
+    run: Run, api: dict[str, str], sandbox: Any, tmp_path: Path
+) -> None:
+    args = _readme_line("fluxclaw generate -f prompt.txt")
+    work = tmp_path / "work"
+    (work / "prompt.txt").write_text("a stoneware mug on a walnut table, soft light\n")
+    opener = tmp_path / "bin" / "xdg-open"  # --open's viewer, replaced: it records its files
+    opener.parent.mkdir()
+    opened = tmp_path / "opened.txt"
+    opener.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
+    opener.chmod(0o755)
+    done = run(*args, env={"PATH": f"{opener.parent}:/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    saved = [str(work / f"mug-{i}.png") for i in (1, 2, 3, 4)]
+    assert done.stdout.split() == saved
+    deadline = time.monotonic() + 10  # each viewer is started, not waited for
+    while len(opened.read_text().split() if opened.exists() else []) < 4:
+        assert time.monotonic() < deadline, "the viewer was not given every image"
+        time.sleep(0.02)
+    assert sorted(opened.read_text().split()) == saved
+    prompts = {t["request"]["prompt"] for t in sandbox.tasks()}
+    assert prompts == {"a stoneware mug on a walnut table, soft light"}
