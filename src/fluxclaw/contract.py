@@ -209,8 +209,15 @@ def resolve_model(name: str, action: Action) -> Model:
             return model_for(family, action)
     model = MODELS.get(key)
     if model is None:
-        allowed = ", ".join([*FAMILIES, *models_for(action)])
-        raise ValueError(f"model={name!r} is not a Flux 2 model; use one of: {allowed}.")
+        from difflib import get_close_matches  # only for a name that is wrong
+
+        names = [*FAMILIES, *models_for(action)]
+        near = get_close_matches(key, [*names, *(f"flux-2-{f}" for f in FAMILIES)], n=1)
+        guess = f" (did you mean {near[0]}?)" if near else ""
+        raise ValueError(
+            f"model={name!r} is not a Flux 2 model{guess}; use one of: {', '.join(FAMILIES)}, "
+            "or a full model id (`fluxclaw models` lists them)."
+        )
     return model_for(model.family, action)
 
 

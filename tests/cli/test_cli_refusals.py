@@ -127,3 +127,23 @@ def test_count_makes_several_tasks_at_once_named_one_by_one(
     refused = run("generate", "a lamp", "-n", "0")
     assert refused.returncode == contract.EXIT_INVALID
     assert "Traceback" not in refused.stderr and len(sandbox.tasks()) == 3
+
+
+def test_refusals_speak_the_options_people_typed(
+    run: Run, api: dict[str, str], sandbox: Any
+) -> None:
+    """Errors name -m, -a, -r and --no-safety-checker, not the API's body fields, and guess a
+    mistyped model; nothing is sent for any of them."""
+    for args, expected in [
+        (("-m", "max", "--no-safety-checker"), "error: -m max does not take --no-safety-checker."),
+        (("-m", "prp"), "error: -m prp is not a Flux 2 model (did you mean pro?); use one of:"),
+        (("-m", "flux-2-maxx"), "(did you mean flux-2-max?)"),
+        (("-a", "5:4"), "error: -a 5:4 is not allowed for -m pro; use one of: 1:1,"),
+    ]:
+        done = run("generate", "a lamp", *args)
+        assert done.returncode == contract.EXIT_INVALID, (args, done.stderr)
+        line = one_line_error(done.stderr)
+        assert expected in line, line
+        for field in ("model=", "aspect_ratio", "enable_safety_checker", "-text-to-image"):
+            assert field not in line, line
+    assert sandbox.requests() == []

@@ -137,7 +137,9 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except FluxclawError as error:
             if debug:
                 logging.getLogger("fluxclaw").debug("error", exc_info=True)
-            fail(scrub(str(error)), error.exit_code, error.task_id)
+            invalid = error.default_code == "validation_failed"  # the user's own words back
+            text = cli_words(str(error)) if invalid else str(error)
+            fail(scrub(text), error.exit_code, error.task_id)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as error:
@@ -148,6 +150,33 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         raise AssertionError("unreachable")  # pragma: no cover
 
     return run
+
+
+# The contract's field names, as this command line spells them (its options), so a refusal
+# names what the user typed: `-m max does not take --no-safety-checker`, not the API's body.
+_CLI_WORDS: tuple[tuple[str, str], ...] = (
+    (r"\bmodel='?flux-2-(pro|flex|max)-(?:text-to-image|remix-image)'?", r"-m \1"),
+    (r"\bmodel='([^']*)'", r"-m \1"),
+    (r"\bmodel=(\S+)", r"-m \1"),
+    (r"\baspect_ratio=(\S+)", r"-a \1"),
+    (r"\baspect_ratio\b", "-a"),
+    (r"\boutput_resolution=(\S+)", r"-r \1"),
+    (r"\boutput_resolution\b", "-r"),
+    (r"\bmust not include enable_safety_checker\b", "does not take --no-safety-checker"),
+    (r"\benable_safety_checker\b", "--no-safety-checker"),
+    (r"\bcallback_url=(\S+)", r"--callback-url \1"),
+    (r"\bcallback_url\b", "--callback-url"),
+    (r"\bsource_image_urls\b", "-i sources"),
+)
+
+
+def cli_words(text: str) -> str:
+    """A validation message in the command line's own words (see `_CLI_WORDS`)."""
+    import re
+
+    for pattern, replacement in _CLI_WORDS:
+        text = re.sub(pattern, replacement, text)
+    return text
 
 
 def scrub(text: str) -> str:

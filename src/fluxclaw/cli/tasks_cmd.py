@@ -21,6 +21,7 @@ import click
 
 from fluxclaw import contract
 from fluxclaw.cli.common import (
+    cli_words,
     connection_options,
     endpoint,
     fail,
@@ -271,7 +272,7 @@ def run_create(
     try:
         model = contract.resolve_model(job.model, action).id
     except ValueError as error:
-        fail(str(error), contract.EXIT_INVALID)
+        fail(cli_words(str(error)), contract.EXIT_INVALID)
     sandbox = opts["sandbox"]
     if opts["count"] > 1:
         run_many(job, model, openclaw, opts)
