@@ -10,13 +10,14 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from fluxclaw import AsyncClient, PollPolicy
+from fluxclaw import AsyncClient, PollPolicy, contract
 from fluxclaw.batch import read_rows, run_batch
 from fluxclaw.history import History
 
@@ -261,3 +262,84 @@ def test_callbacks_retry_failed_and_the_history_gallery(
     assert page.returncode == 0, page.stderr
     html = (tmp_path / "history-page" / "index.html").read_text()
     assert html.count('<div class="card">') == 4 and "a kite that fails" in html
+
+
+def test_progress_off_a_terminal_and_each_failure_on_its_own_line(
+    cli_env: dict[str, str], fluxclaw_sandbox_factory: Any, tmp_path: Path
+) -> None:
+    """Into a log: the status a second at most, never held back past its second, and a line
+    per failed row as it fails; --no-safety-checker reaches the rows whose model has one."""
+    sandbox = fluxclaw_sandbox_factory(api_key=KEY, speed=1)
+    rows = [{"prompt": f"a slow teapot {i} [sandbox:seconds=2]"} for i in range(4)]
+    rows += [{"prompt": "a cursed vase [sandbox:fail]", "model": "pro"}]
+    rows += [{"prompt": "a plain mug [sandbox:seconds=2]", "model": "max"}]
+    write_rows(tmp_path / "rows.jsonl", rows)
+    done = batch(
+        cli_env,
+        sandbox,
+        tmp_path,
+        "rows.jsonl",
+        "-o",
+        "out",
+        "-c",
+        "2",
+        "--no-safety-checker",
+        speed=1,
+    )
+    assert done.returncode == contract.EXIT_OTHER, done.stderr  # one row failed
+    lines = done.stderr.splitlines()
+    assert [line for line in lines if "failed:" in line] == [
+        line for line in lines if line.startswith("line 5 failed: ")
+    ]
+    assert sum(line.startswith("line 5 failed: ") for line in lines) == 1
+    statuses = [line for line in lines if line.startswith("batch: ") and " in flight" in line]
+    elapsed = float(statuses[-1].rsplit("(", 1)[1].rstrip("s)"))
+    assert 2 <= len(statuses) <= elapsed + 2  # said while it ran, a second apart at most
+    sent = {t["request"]["prompt"]: t["request"] for t in sandbox.tasks()}
+    assert all(
+        r.get("enable_safety_checker") is False for p, r in sent.items() if "max" not in r["model"]
+    )
+    assert "enable_safety_checker" not in sent["a plain mug [sandbox:seconds=2]"]  # Max has none
+
+
+def test_ctrl_c_says_what_still_runs_and_the_same_command_finishes_it(
+    cli_env: dict[str, str], fluxclaw_sandbox_factory: Any, tmp_path: Path
+) -> None:
+    sandbox = fluxclaw_sandbox_factory(api_key=KEY, speed=1)
+    rows = [{"prompt": f"a patient owl {i} [sandbox:seconds=4]"} for i in range(3)]
+    write_rows(tmp_path / "rows.jsonl", rows)
+    env = {**cli_env, "RUNAPI_API_KEY": KEY}
+    args = [FLUXCLAW, "batch", "rows.jsonl", "-o", "out", "-c", "3", "--base-url"]
+    proc = subprocess.Popen(
+        [*args, sandbox.base_url],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_interruptible,
+    )
+    deadline = time.monotonic() + 20
+    while len(sandbox.tasks()) < 3:  # all three paid for and running
+        assert time.monotonic() < deadline and proc.poll() is None, "the rows never started"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted: 3 task(s) were in flight and keep running on RunAPI" in err
+    assert "run the same command again" in err and "Traceback" not in err
+    again = subprocess.run(
+        [*args, sandbox.base_url],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0, again.stderr
+    assert len(images_in(tmp_path / "out")) == 3 and len(sandbox.tasks()) == 3  # paid once
+
+
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

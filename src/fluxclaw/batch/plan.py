@@ -46,6 +46,9 @@ class Defaults:
     aspect_ratio: str | None = None
     resolution: str | None = None
     format: ImageFormat | None = None
+    # False turns the checker off for rows whose model has the switch (Pro, Flex; Max has none).
+    # Not part of a row's identity: a done row stays done whichever way it is set.
+    safety_checker: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +114,7 @@ class Drafter:
                 continue
             row = _with_defaults(raw, self.defaults, self.base)
             try:
-                job = _job(row, self.out, self.callback_url, self.defaults.format)
+                job = _job(row, self.out, self.callback_url, self.defaults)
                 self.client.draft(job.action, job.prompt, job.sources, job.options())
                 if row.name:  # a file name is written where others may read it
                     self.client.core.refuse_the_key({"name": row.name})
@@ -447,19 +450,28 @@ def _format(row: Row, default: ImageFormat | None) -> ImageFormat | None:
     return row.format or EXTENSIONS.get(suffix) or default
 
 
-def _job(
-    row: Row, out: Path, callback_url: str | None, default_format: ImageFormat | None
-) -> jobs.Job:
+def _job(row: Row, out: Path, callback_url: str | None, defaults: Defaults) -> jobs.Job:
+    action: contract.Action = "remix_image" if row.images else "text_to_image"
+    model = row.model or contract.DEFAULT_FAMILY
+    checker = defaults.safety_checker
+    if checker is not None:
+        try:
+            family = contract.resolve_model(model, action).family
+        except ValueError:
+            family = None  # a bad model: the row is refused for that, by the usual check
+        if family is not None and not contract.FAMILY_RULES[family].safety_checker:
+            checker = None
     return jobs.Job(
-        action="remix_image" if row.images else "text_to_image",
+        action=action,
         prompt=row.prompt,
         sources=row.images,
-        model=row.model or contract.DEFAULT_FAMILY,
+        model=model,
         aspect_ratio=row.aspect_ratio,
         resolution=row.resolution,
+        safety_checker=checker,
         callback_url=callback_url,
         output=str(out) + "/",
-        format=_format(row, default_format),
+        format=_format(row, defaults.format),
     )
 
 

@@ -51,6 +51,9 @@ class Progress:
     spent_usd: float = 0.0
     started: float = field(default_factory=time.monotonic)
     durations: list[float] = field(default_factory=list)
+    # rows that failed in this run, (line, message), in the order they failed; a display says
+    # each once (it keeps its own count), so a log shows every failure as it happens
+    failures: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def remaining(self) -> int:
@@ -191,6 +194,7 @@ async def run_batch(
             # sends it again); anything else is finished by its task id or key next run.
             outcome[identity] = ("error", error.message)
             progress.failed += 1
+            progress.failures.append((planned.row.line, error.message))
         else:
             if done.paths:  # the gallery's thumbnail, made while other rows wait
                 await asyncio.to_thread(thumbnail, out, Path(done.paths[0]))

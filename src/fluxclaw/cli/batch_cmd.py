@@ -14,7 +14,7 @@ import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -54,6 +54,11 @@ if TYPE_CHECKING:
     "image_format",
     type=click.Choice(FORMATS, case_sensitive=False),
     help="Default format.",
+)
+@click.option(
+    "--no-safety-checker",
+    is_flag=True,
+    help="Turn the safety checker off for rows whose model has one (Pro, Flex).",
 )
 @click.option(
     "--callback-url",
@@ -98,6 +103,7 @@ def command(
     aspect_ratio: str | None,
     resolution: str | None,
     image_format: Any,
+    no_safety_checker: bool,
     callback_url: str | None,
     retry_failed: bool,
     timeout: float,
@@ -126,7 +132,13 @@ def command(
     plan = Plan(
         file=file,
         out=out,
-        defaults=Defaults(model, aspect_ratio, resolution, image_format),
+        defaults=Defaults(
+            model,
+            aspect_ratio,
+            resolution,
+            image_format,
+            safety_checker=False if no_safety_checker else None,
+        ),
         concurrency=concurrency,
         budget=budget,
         callback_url=callback_url,
@@ -136,8 +148,12 @@ def command(
         yes=yes,
         as_json=as_json,
     )
+    seen: list[str] = []  # the batch's id once planned, for what Ctrl-C says
     with endpoint(api_key, base_url, sandbox=sandbox, debug=debug) as (key, url, poll):
-        result = anyio.run(lambda: _run(key, url, poll, RowFile(file), plan))
+        try:
+            result = anyio.run(lambda: _run(key, url, poll, RowFile(file), plan, seen))
+        except KeyboardInterrupt:
+            _interrupted(seen[-1] if seen else None, sandbox)
     if result is None:
         return  # a dry run: the plan is printed
     counts = result.counts
@@ -233,8 +249,30 @@ def _approve(found: BatchPlan, plan: Plan, history: History) -> None:
     )
 
 
+def _interrupted(batch: str | None, sandbox: bool) -> NoReturn:
+    """Ctrl-C: how many tasks were running (paid for, and still running on RunAPI), as the
+    ledger has them, and that the same command finishes them without paying twice."""
+    from fluxclaw.history import History
+
+    running = 0
+    if batch is not None and not sandbox:
+        running = sum(1 for e in History().in_batch(batch) if e.unfinished)
+    if sandbox:
+        line = "the one-run sandbox ends with this command (no cost); nothing carries over"
+    elif running:
+        line = (
+            f"{running} task(s) were in flight and keep running on RunAPI (they are charged); "
+            "run the same command again to finish them and save their images, without paying "
+            "twice"
+        )
+    else:
+        line = "no task was in flight; run the same command again to go on where this stopped"
+    click.echo(f"\ninterrupted: {line}", err=True)
+    sys.exit(130)
+
+
 async def _run(
-    key: str, url: str, poll: PollPolicy, rows: RowFile, plan: Plan
+    key: str, url: str, poll: PollPolicy, rows: RowFile, plan: Plan, seen: list[str]
 ) -> BatchResult | None:
     from fluxclaw import jobs
     from fluxclaw.batch import plan_batch, run_batch
@@ -277,6 +315,7 @@ async def _run(
                 f"no row of {plan.file} can run ({found.bad_count} bad rows, above).",
                 contract.EXIT_INVALID,
             )
+    seen.append(found.batch)
     _approve(found, plan, history)
     if plan.dry_run:
         return None
@@ -291,10 +330,15 @@ async def _run(
         poll = dataclasses.replace(poll, price=PollPolicy.preset("eager").price)
     try:
         async with AsyncClient(api_key=key, base_url=url, poll=poll) as client:
-            bar = Progress(every=2.0)
+            bar = Progress(every=1.0)  # off a terminal: a line a second at most
             bar.begin("batch")
+            said = 0  # failures already printed, each as its own line
 
             def show(p: BatchProgress) -> None:
+                nonlocal said
+                for line, message in p.failures[said:]:
+                    bar.note(f"line {line} failed: {message}")
+                said = len(p.failures)
                 eta = p.eta(plan.concurrency)
                 left = "" if eta is None else f", ~{eta:.0f}s left"
                 finished = p.done + p.failed + p.skipped

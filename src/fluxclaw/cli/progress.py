@@ -28,6 +28,7 @@ class Progress:
         self._started = time.monotonic()
         self._label = ""
         self._status = ""
+        self._pending = False  # a status not printed yet (held back by `every`)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -45,18 +46,31 @@ class Progress:
     def begin(self, label: str) -> None:
         self._label = label
         self._started = time.monotonic()
-        if self.live and self._thread is None:
+        if self._thread is None and (self.live or (self.every > 0 and not self.quiet)):
             self._stop.clear()
-            self._thread = threading.Thread(target=self._spin, daemon=True)
+            target = self._spin if self.live else self._trail
+            self._thread = threading.Thread(target=target, daemon=True)
             self._thread.start()
 
     def status(self, status: str) -> None:
         if status == self._status:
             return
         self._status = status
+        self._pending = True
         if not self.live and time.monotonic() - self._printed >= self.every:
-            self._printed = time.monotonic()
-            self.note(f"{self._label}: {status} ({self.elapsed():.1f}s)")
+            self._print_status()
+
+    def _print_status(self) -> None:
+        self._pending = False
+        self._printed = time.monotonic()
+        self.note(f"{self._label}: {self._status} ({self.elapsed():.1f}s)")
+
+    def _trail(self) -> None:
+        """Off a terminal: a change held back by `every` is printed once its time comes, so a
+        log never lags the run by more than `every` (rows saved, nothing said, is not)."""
+        while not self._stop.wait(min(self.every, 0.25)):
+            if self._pending and time.monotonic() - self._printed >= self.every:
+                self._print_status()
 
     def elapsed(self) -> float:
         return time.monotonic() - self._started
@@ -66,9 +80,10 @@ class Progress:
             self._stop.set()
             self._thread.join()
             self._thread = None
-            with self._lock:
-                self.stream.write("\r\033[K")
-                self.stream.flush()
+            if self.live:
+                with self._lock:
+                    self.stream.write("\r\033[K")
+                    self.stream.flush()
 
     def _spin(self) -> None:
         frame = 0
