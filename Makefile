@@ -34,12 +34,13 @@ $(CHROMIUM):
 # tests stay on one worker (module fixtures such as the hostile server start once).
 WORKERS ?= 4
 
-# Wheels of fluxclaw and its dependencies, for the test that installs it the way a user does
-# (offline, --no-index): built here, in the suite's setup, never downloaded by a test.
+# Wheels of fluxclaw, its dependencies and its sandbox extra, for the tests that install it the
+# way a user does (plain, and as a tool with --sandbox; offline, --no-index): built here, in the
+# suite's setup, never downloaded by a test.
 WHEELS := .wheels
 $(WHEELS)/.built: pyproject.toml $(shell find src openclaw/plugin openclaw/skills -type f -not -path '*/__pycache__/*') | $(BIN)/python
 	rm -rf $(WHEELS)
-	$(BIN)/python -m pip wheel --quiet -w $(WHEELS) .
+	$(BIN)/python -m pip wheel --quiet -w $(WHEELS) '.[sandbox]'
 	touch $@
 
 test: $(STAMP) $(OPENCLAW) $(CHROMIUM) $(WHEELS)/.built

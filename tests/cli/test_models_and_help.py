@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from fluxclaw import contract
 from fluxclaw.cli.main import COMMANDS
 
-from .conftest import Run, one_line_error
+from .conftest import FLUXCLAW, Run, one_line_error
 
 # Options that had no help text when this test was written (in files other than main.py,
 # models_cmd.py and openclaw_cmd.py); a new option without help still fails.
@@ -178,3 +179,28 @@ def test_help_exits_0(run: Run, path: str) -> None:
 def test_no_option_lacks_help() -> None:
     missing = sorted((path, o) for path, command in _commands() for o in _without_help(command))
     assert missing == []
+
+
+def test_shell_completion_as_the_readme_sets_it_up(cli_env: dict[str, str]) -> None:
+    """The README's line makes a completion script; it completes commands and choices."""
+    script = subprocess.run(
+        [FLUXCLAW],
+        env={**cli_env, "_FLUXCLAW_COMPLETE": "bash_source"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert script.returncode == 0 and "_fluxclaw_completion()" in script.stdout
+    for words, cword, expected in [
+        ("fluxclaw gen", "1", ["plain,generate"]),
+        ("fluxclaw generate --format ", "3", ["plain,png", "plain,jpeg", "plain,webp"]),
+    ]:
+        done = subprocess.run(
+            [FLUXCLAW],
+            env={**cli_env, "_FLUXCLAW_COMPLETE": "bash_complete", "COMP_WORDS": words}
+            | {"COMP_CWORD": cword},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0 and done.stdout.split() == expected, done.stdout

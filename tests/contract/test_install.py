@@ -71,3 +71,35 @@ def test_the_pytest_plugin_loads_without_the_sandbox_libraries() -> None:
     )
     found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert found.returncode == 0 and found.stdout.strip() == "[]", found.stderr
+
+
+def test_installed_as_a_tool_it_generates_with_its_own_sandbox(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """What `pipx install 'fluxclaw[sandbox]'` or `uv tool install` gives: a virtual environment
+    of its own with the extra, and a `fluxclaw` that makes an image offline at no cost."""
+    if not list(WHEELS.glob("fluxclaw-*.whl")):
+        pytest.fail(f"no wheels in {WHEELS}: `make test` builds them", pytrace=False)
+    tool = tmp_path / "tool"
+    subprocess.run([sys.executable, "-m", "venv", str(tool)], check=True, timeout=120)
+    done = subprocess.run(
+        [
+            *(str(tool / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index"),
+            *("--find-links", str(WHEELS), "fluxclaw[sandbox]"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    made = subprocess.run(
+        [str(tool / "bin" / "fluxclaw"), "generate", "--sandbox", "a lamp on a desk", "-o", "out/"],
+        cwd=tmp_path,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    [saved] = (tmp_path / "out").glob("*.png")
+    assert made.stdout.split() == [str(saved)] and "sandbox:" in made.stderr

@@ -127,3 +127,27 @@ def test_skill_frontmatter_declares_key_and_binary() -> None:
     assert '"env": ["RUNAPI_API_KEY"]' in front and '"bins": ["fluxclaw"]' in front
     assert '"kind": "uv"' in front
     assert "yieldMs: 120000" in text and "timeoutSeconds: 300" in text
+
+
+def test_openclaw_install_names_the_fluxclaw_the_skill_will_run(
+    cli_env: dict[str, str], workspace: Path
+) -> None:
+    here = Path(FLUXCLAW)
+    cases = {
+        f"{here.parent}:/usr/bin:/bin": f"the skill will run the fluxclaw on PATH: {here}",
+        "/usr/bin:/bin": (
+            "warning: fluxclaw is not on PATH, so OpenClaw will list the skill as 'Needs setup'; "
+            "install it as a tool (pipx install 'fluxclaw[sandbox]'"
+        ),
+    }
+    for path, said in cases.items():
+        done = subprocess.run(
+            [FLUXCLAW, "openclaw", "install", "--workspace", str(workspace)],
+            env={**cli_env, "PATH": path},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        assert said in done.stderr
+    assert f"or add {here.parent} to PATH." in done.stderr

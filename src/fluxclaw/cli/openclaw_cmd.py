@@ -99,8 +99,25 @@ def install(workspace: Path | None, global_: bool, plugin: bool) -> None:
         + json.dumps(config_snippet(), indent=2),
         err=True,
     )
+    click.echo(_which_fluxclaw(), err=True)
     if plugin:
         _install_plugin(state)
+
+
+def _which_fluxclaw() -> str:
+    """The fluxclaw the skill will run (OpenClaw finds it on PATH), or why it will say "Needs
+    setup" and how to fix it."""
+    here = Path(sys.executable).with_name("fluxclaw")
+    found = shutil.which("fluxclaw")
+    if found is None:
+        return (
+            "warning: fluxclaw is not on PATH, so OpenClaw will list the skill as 'Needs setup'; "
+            "install it as a tool (pipx install 'fluxclaw[sandbox]', or uv tool install "
+            f"'fluxclaw[sandbox]') or add {here.parent} to PATH."
+        )
+    if Path(found).resolve() != here.resolve():
+        return f"the skill will run the fluxclaw on PATH: {found} (not this one, {here})"
+    return f"the skill will run the fluxclaw on PATH: {found}"
 
 
 def _state_dir() -> Path:
