@@ -257,6 +257,9 @@ def _signing_paths(
 # What `fluxclaw config` stores and shows; the daily cap's key and reading rule live here, and
 # `spending` (above this module) reads the cap through them.
 DAILY_BUDGET_KEY = "daily_budget_usd"
+# Above this estimate a run started at a terminal asks first (`fluxclaw config --confirm-above`).
+CONFIRM_ABOVE_KEY = "confirm_above_usd"
+DEFAULT_CONFIRM_ABOVE = 1.0
 _PEM_FILES = {"c2pa_cert": ("--c2pa-cert", "certificate chain"), "c2pa_key": ("--c2pa-key", "key")}
 
 
@@ -289,6 +292,11 @@ def effective_settings() -> dict[str, Effective]:
             (url or contract.DEFAULT_BASE_URL).rstrip("/"), source(url_from), True
         ),
         DAILY_BUDGET_KEY: Effective(budget, "file" if budget else "default", budget is not None),
+        CONFIRM_ABOVE_KEY: Effective(
+            confirm_above_from(stored),
+            "file" if CONFIRM_ABOVE_KEY in stored else "default",
+            True,
+        ),
         "c2pa_cert": Effective(str(cert) if cert else None, signing_from, bool(cert)),
         "c2pa_key": Effective(str(pem_key) if pem_key else None, signing_from, bool(pem_key)),
     }
@@ -299,6 +307,14 @@ def daily_budget_from(stored: Mapping[str, Any]) -> float | None:
     None (no cap)."""
     value = stored.get(DAILY_BUDGET_KEY)
     return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def confirm_above_from(stored: Mapping[str, Any]) -> float:
+    """The estimate in US dollars above which a run at a terminal asks first (0: always ask)."""
+    value = stored.get(CONFIRM_ABOVE_KEY)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return DEFAULT_CONFIRM_ABOVE
 
 
 def base_url_to_store(value: str) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,3 +85,18 @@ def history_rows(env: dict[str, str]) -> list[dict[str, Any]]:
     with sqlite3.connect(path) as db:
         db.row_factory = sqlite3.Row
         return [dict(row) for row in db.execute("SELECT * FROM tasks ORDER BY id")]
+
+
+def read_until(fd: int, marker: bytes, timeout: float = 30) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed its end
+                break
+            if not chunk:
+                break
+            seen += chunk
+    return seen

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import pty
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from PIL import Image
 
 from fluxclaw import contract
 
-from .conftest import Run, history_rows, one_line_error
+from .conftest import FLUXCLAW, Run, history_rows, one_line_error, read_until
 
 
 def test_a_prompt_that_names_a_file_is_refused_with_a_hint(
@@ -147,3 +149,48 @@ def test_refusals_speak_the_options_people_typed(
         for field in ("model=", "aspect_ratio", "enable_safety_checker", "-text-to-image"):
             assert field not in line, line
     assert sandbox.requests() == []
+
+
+def _at_a_terminal(
+    args: list[str], env: dict[str, str], cwd: Path, answer: str | None
+) -> tuple[int, bytes]:
+    """`fluxclaw ARGS` on a terminal of its own; `answer` typed at its question, if it asks."""
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: fluxclaw at a terminal
+        os.chdir(cwd)
+        os.execve(FLUXCLAW, [FLUXCLAW, *args], env)
+    seen = b""
+    if answer is not None:
+        seen = read_until(terminal, b"go ahead? [y/N]")
+        os.write(terminal, f"{answer}\n".encode())
+    seen += read_until(terminal, b"\x00")  # to the end
+    _, status = os.waitpid(pid, 0)
+    os.close(terminal)
+    return os.waitstatus_to_exitcode(status), seen
+
+
+def test_one_confirmation_rule_asks_only_at_a_terminal_and_above_the_threshold(
+    api: dict[str, str], sandbox: Any, tmp_path: Path, run: Run
+) -> None:
+    """5 Flex 2k images ($1.20) pass the default $1: at a terminal it asks, and a no sends
+    nothing; --yes, a higher threshold, a cheap run or no terminal (a script, an agent) ask
+    nothing."""
+    work = tmp_path / "work"
+    dear = ["generate", "a lamp", "-m", "flex", "-r", "2k", "-n", "5", "-o", "out/"]
+    code, seen = _at_a_terminal(dear, api, work, "n")
+    assert code == contract.EXIT_OTHER, seen
+    assert b"Making 5 images (flux-2-flex-text-to-image) is estimated at $1.20" in seen
+    assert b"nothing was sent; pass --yes" in seen and sandbox.requests() == []
+    code, seen = _at_a_terminal(dear, api, work, "y")
+    assert code == 0, seen
+    assert len(sandbox.tasks()) == 5
+    for args in ([*dear, "--yes"], ["generate", "a lamp", "-o", "out/"]):
+        code, seen = _at_a_terminal(args, api, work, None)
+        assert code == 0 and b"go ahead?" not in seen, seen
+    assert run("config", "--confirm-above", "5").returncode == 0
+    code, seen = _at_a_terminal(dear, api, work, None)
+    assert code == 0 and b"go ahead?" not in seen, seen
+    assert run("config", "--confirm-above", "1").returncode == 0
+    off = run(*dear)  # no terminal: nothing asks, the run goes ahead
+    assert off.returncode == 0 and "go ahead?" not in off.stderr
+    assert len(sandbox.tasks()) == 5 + 5 + 1 + 5 + 5

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import os
 import pty
-import select
-import time
 from pathlib import Path
 
 from fluxclaw import contract
 
-from .conftest import FLUXCLAW, KEY, Run, one_line_error
+from .conftest import FLUXCLAW, KEY, Run, one_line_error, read_until
 
 
 def test_a_base_url_that_is_no_url_is_refused_and_nothing_is_written(
@@ -58,7 +56,7 @@ def test_the_table_is_in_words_and_never_shows_the_key(run: Run) -> None:
     lines = empty.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split() == ["setting", "value", "from"])
     table = lines[header:]
-    assert len(table) == 6
+    assert len(table) == 7
     for column in (table[0].index("value"), table[0].index("from")):  # aligned columns
         assert all(line[column - 1] == " " != line[column] for line in table), table
     assert row(empty.stdout, "api_key") == ["api_key", "not", "set", "default"]
@@ -69,6 +67,8 @@ def test_the_table_is_in_words_and_never_shows_the_key(run: Run) -> None:
     assert KEY not in stored.stdout + stored.stderr
     assert row(stored.stdout, "api_key") == ["api_key", "set", "file"]
     assert row(stored.stdout, "daily_budget_usd")[-1] == "file"
+    expected = ["confirm_above_usd", "$1.00", "a", "run", "default"]
+    assert row(stored.stdout, "confirm_above_usd") == expected
     from_env = run("config", "--json", env={"RUNAPI_API_KEY": "sk-env-OTHER-1234"})
     assert "sk-env-OTHER-1234" not in from_env.stdout + from_env.stderr
     assert KEY not in from_env.stdout + from_env.stderr
@@ -93,6 +93,7 @@ def test_json_is_one_object_with_each_setting_and_its_source(
             "api_key": {"set": False, "from": "default"},
             "base_url": {"value": "https://x.example", "from": "file"},
             "daily_budget_usd": {"value": 0.25, "from": "file"},
+            "confirm_above_usd": {"value": 1.0, "from": "default"},
             "c2pa_cert": {"value": None, "from": "default"},
             "c2pa_key": {"value": None, "from": "default"},
         },
@@ -150,18 +151,3 @@ def test_a_bare_api_key_asks_at_a_terminal_without_echo(cli_env: dict[str, str])
 def row(stdout: str, name: str) -> list[str]:
     """One table row, split into its words."""
     return next(line.split() for line in stdout.splitlines() if line.split()[:1] == [name])
-
-
-def read_until(fd: int, marker: bytes, timeout: float = 30) -> bytes:
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while marker not in seen and time.monotonic() < deadline:
-        if select.select([fd], [], [], 0.1)[0]:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # the child closed its end
-                break
-            if not chunk:
-                break
-            seen += chunk
-    return seen

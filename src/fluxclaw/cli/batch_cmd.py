@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from fluxclaw import contract
-from fluxclaw.cli.common import FORMATS, connection_options, fail, handle_errors
+from fluxclaw.cli.common import FORMATS, confirm_spend, connection_options, fail, handle_errors
 
 if TYPE_CHECKING:
     from fluxclaw.batch import BadRow, BatchResult, Defaults, RowFile
@@ -84,7 +84,8 @@ if TYPE_CHECKING:
     "-y",
     "--yes",
     is_flag=True,
-    help="Re-make rows that changed since their image was paid for (the old image stays).",
+    help="Re-make rows that changed since their image was paid for (the old image stays), and "
+    "do not ask at a terminal before a run above `fluxclaw config --confirm-above`.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option(
@@ -147,6 +148,7 @@ def command(
         dry_run=dry_run,
         yes=yes,
         as_json=as_json,
+        sandbox=sandbox,
     )
     seen: list[str] = []  # the batch's id once planned, for what Ctrl-C says
     with endpoint(api_key, base_url, sandbox=sandbox, debug=debug) as (key, url, poll):
@@ -205,6 +207,7 @@ class Plan:
     dry_run: bool
     yes: bool
     as_json: bool
+    sandbox: bool = False
 
 
 def _show_bad(bad: list[BadRow], count: int) -> None:
@@ -235,6 +238,10 @@ def _approve(found: BatchPlan, plan: Plan, history: History) -> None:
                     f"line {item.line if isinstance(item, BadRow) else item.row.line}: {what}"
                 )
         return
+    cents = found.estimate_cents
+    if not plan.sandbox:  # the one confirmation rule (a one-run sandbox costs nothing)
+        usd = None if cents is None else cents / 100
+        confirm_spend(usd, f"This batch ({found.runnable} rows to run)", yes=plan.yes)
     changed = found.counts.get("changed", 0)
     if not changed or plan.yes:
         return

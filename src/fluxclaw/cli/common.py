@@ -179,6 +179,25 @@ def cli_words(text: str) -> str:
     return text
 
 
+def confirm_spend(usd: float | None, what: str, *, yes: bool) -> None:
+    """The one confirmation rule, for every command that pays: at a terminal, a run estimated
+    above `fluxclaw config --confirm-above` (default $1) asks first; off a terminal (scripts,
+    agents) nothing asks. An unknown price asks nothing it could not state."""
+    if yes or usd is None or not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return
+    from fluxclaw import config
+
+    limit = config.confirm_above_from(config.load_config())
+    if usd <= limit:
+        return
+    question = (
+        f"{what} is estimated at ${usd:.2f}, above ${limit:.2f} (fluxclaw config "
+        "--confirm-above); go ahead?"
+    )
+    if not click.confirm(question, default=False, err=True):
+        fail("nothing was sent; pass --yes to run it without asking.", contract.EXIT_OTHER)
+
+
 def scrub(text: str) -> str:
     """One line with every key fluxclaw was given replaced by ***."""
     from fluxclaw.redaction import one_line

@@ -39,6 +39,12 @@ _ASK = "\0ask"
     help="Refuse, in every door, any create that would take today's spend past USD (0 removes).",
 )
 @click.option(
+    "--confirm-above",
+    metavar="USD",
+    type=click.FloatRange(min=0),
+    help="At a terminal, ask before a run estimated above USD (default 1; 0 asks every time).",
+)
+@click.option(
     "--c2pa-cert",
     metavar="PEM",
     help="Sign every saved image with this C2PA certificate chain ('' removes it).",
@@ -50,6 +56,7 @@ def command(
     api_key: str | None,
     base_url: str | None,
     daily_budget: float | None,
+    confirm_above: float | None,
     c2pa_cert: str | None,
     c2pa_key: str | None,
     as_json: bool,
@@ -69,6 +76,8 @@ def command(
     }
     if daily_budget is not None:
         extra[config.DAILY_BUDGET_KEY] = daily_budget or None
+    if confirm_above is not None:
+        extra[config.CONFIRM_ABOVE_KEY] = confirm_above
     stored = [name for name, value in (("api_key", api_key), ("base_url", base_url)) if value]
     stored += [name for name, value in extra.items() if value is not None]
     if api_key is not None or base_url is not None or extra:
@@ -150,5 +159,5 @@ def _shown(name: str, found: Effective) -> str:
     if found.value is None:
         return "none" if name == "daily_budget_usd" else "not set"
     if isinstance(found.value, float):
-        return f"${found.value:.2f} a day"
+        return f"${found.value:.2f}" + (" a day" if name == "daily_budget_usd" else " a run")
     return found.value

@@ -22,6 +22,7 @@ import click
 from fluxclaw import contract
 from fluxclaw.cli.common import (
     cli_words,
+    confirm_spend,
     connection_options,
     endpoint,
     fail,
@@ -200,6 +201,13 @@ def create_options(func: Any) -> Any:
                 help="Overwrite the file named by -o if it exists (else: refused before paying).",
             ),
             click.option(
+                "-y",
+                "--yes",
+                is_flag=True,
+                help="Do not ask at a terminal before a run estimated above `fluxclaw config "
+                "--confirm-above` (default $1).",
+            ),
+            click.option(
                 "--openclaw",
                 is_flag=True,
                 help="OpenClaw mode: save under ./generated/fluxclaw/ and print MEDIA:<path> "
@@ -245,7 +253,9 @@ def run_create(
 ) -> None:
     from fluxclaw import jobs
     from fluxclaw.cli.progress import Progress
+    from fluxclaw.errors import FluxclawError
     from fluxclaw.history import History
+    from fluxclaw.pricing import estimate_cost
 
     prompt = _the_prompt(prompt, opts.pop("prompt_file"))
     if opts["sandbox"] and opts["no_wait"]:
@@ -274,6 +284,16 @@ def run_create(
     except ValueError as error:
         fail(cli_words(str(error)), contract.EXIT_INVALID)
     sandbox = opts["sandbox"]
+    if not sandbox:  # a one-run sandbox costs nothing to ask about
+        count = opts["count"]
+        try:
+            cost = estimate_cost(
+                model, job.resolution or contract.DEFAULT_RESOLUTION, count, action=action
+            ).total_usd
+        except FluxclawError:
+            cost = None  # the create refuses it, in its own words, before anything is paid
+        images = f"{count} images" if count > 1 else "this image"
+        confirm_spend(cost, f"Making {images} ({model})", yes=opts["yes"])
     if opts["count"] > 1:
         run_many(job, model, openclaw, opts)
         return
