@@ -49,12 +49,14 @@ class FluxclawError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        parts = [self.message]
-        if self.task_id and self.task_id not in self.message:
-            parts.append(f"(task {self.task_id})")
+        text = self.message.rstrip()
+        if self.task_id and self.task_id not in text:
+            text += f" (task {self.task_id})"
         if self.hint:
-            parts.append(self.hint)
-        return scrub(" ".join(parts))
+            # sentences stay sentences: "Content policy violation. Failed tasks are not charged."
+            end = "" if text.endswith((".", "!", "?", ":", ";")) else "."
+            text += f"{end} {self.hint}"
+        return scrub(text)
 
     def __repr__(self) -> str:
         fields = [f"message={self.message!r}"]

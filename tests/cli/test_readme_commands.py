@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from .conftest import Run
 
 README = Path(__file__).parents[2] / "README.md"
@@ -71,3 +73,41 @@ def test_the_readmes_count_command_runs_as_written(
     assert sorted(opened.read_text().split()) == saved
     prompts = {t["request"]["prompt"] for t in sandbox.tasks()}
     assert prompts == {"a stoneware mug on a walnut table, soft light"}
+
+
+def _command_line_block() -> list[str]:
+    """The README's `## Command line` example, line by line, comments dropped."""
+    text = README.read_text().split("## Command line", 1)[1]
+    block = text.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_readmes_command_line_block_runs_as_written(
+    run: Run, api: dict[str, str], sandbox: Any, tmp_path: Path
+) -> None:
+    """Every line in order, against the test's sandbox (its key stands for the README's export),
+    TASK_ID the id the `--async` line printed, and the files it names in place."""
+    work = tmp_path / "work"
+    Image.new("RGB", (64, 48), "orange").save(work / "photo.jpg")
+    (work / "prompt.txt").write_text("a stoneware mug on a walnut table\n")
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}  # --open's viewer: a recording stand-in
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "xdg-open").write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "bin" / "xdg-open").chmod(0o755)
+    task_id = ""
+    lines = _command_line_block()
+    assert lines[0].startswith("export RUNAPI_API_KEY=") and len(lines) >= 12
+    for line in lines[1:]:
+        args = shlex.split(line.replace("TASK_ID", task_id))
+        assert args[0] == "fluxclaw", line
+        done = run(*args[1:], env=env)
+        assert done.returncode == 0, (line, done.stderr)
+        assert "Traceback" not in done.stderr, line
+        if "--async" in args:
+            task_id = done.stdout.strip()
+            assert re.fullmatch(r"[0-9a-f-]{36}", task_id), done.stdout
+    assert (work / "pics").is_dir() and len(list(work.glob("mug-*.png"))) == 4
+    posted = [r for r in sandbox.requests() if r["method"] == "POST" and "flux_2" in r["path"]]
+    assert (
+        len(posted) == 1 + 1 + 4 + 1
+    )  # generate, remix, -n 4, --async (the sandbox line: its own)
