@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-speed clean
+.PHONY: demo test lint bench bench-speed mutate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ $(WHEELS)/.built: pyproject.toml $(shell find src openclaw/plugin openclaw/skill
 
 test: $(STAMP) $(OPENCLAW) $(CHROMIUM) $(WHEELS)/.built
 	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
+
+# Mutation testing of the modules that decide things (pyproject's [tool.mutmut]); not in CI:
+# minutes. Prints each module's score; docs/testing.md explains the equivalent mutants.
+mutate: $(STAMP)
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2 > .cache/mutmut.log 2>&1 || (tail -20 .cache/mutmut.log; exit 1)
+	$(BIN)/python tests/mutation/score.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -41,7 +41,7 @@ def _compile(secrets: set[str]) -> tuple[re.Pattern[str] | None, re.Pattern[str]
     a long key is found by `scrub` walking out from the match, never by backtracking. A short
     key's pattern starts with the key itself (its lookbehind comes after it), so the engine
     skips to each occurrence instead of trying every position."""
-    ordered = sorted(secrets, key=len, reverse=True)
+    ordered = sorted(secrets, reverse=True)  # a key before any key it is the start of
     long = [re.escape(s) for s in ordered if len(s) >= _SHORT]
     short = [
         f"{re.escape(s)}(?<!{_TOKEN}{re.escape(s)})(?!{_TOKEN})" for s in ordered if len(s) < _SHORT
@@ -78,8 +78,10 @@ def _mask_tokens(pattern: re.Pattern[str], short: re.Pattern[str] | None, text: 
     done = 0  # text[:done] is settled
     for match in pattern.finditer(text):
         start, end = match.span()
-        if start < done:
-            continue  # inside a token already masked
+        if start < done:  # begins inside a token already masked: the mask runs to its end
+            if end > done:  # (walked only past `done`: each character once, linear in all)
+                done = _token_end(text, end)
+            continue
         start, end = _token_start(text, start, done), _token_end(text, end)
         if short is not None:  # a bounded look around the token: linear in all
             for near in short.finditer(text, max(done, start - _SHORT - 1), end + _SHORT + 1):

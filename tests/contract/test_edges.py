@@ -126,3 +126,173 @@ def test_a_key_of_seven_characters_is_masked_only_as_a_whole_word(
     redaction.remember("abc1234")  # 7: masked where it stands alone, never inside a word
     assert redaction.scrub("key abc1234 here") == "key *** here"
     assert redaction.scrub("xabc1234x") == "xabc1234x"
+
+
+def test_a_retry_that_ends_exactly_at_the_deadline_is_made() -> None:
+    clock = Clock()
+    policy = RetryPolicy(max_attempts=10, max_elapsed=60, backoff_base=1.0, backoff_cap=1.0)
+    budget = RetryBudget(policy, deadline=clock.now + 5.0, clock=clock, rng=lambda: 1.0)
+    clock.now = 104.0
+    assert budget.next_delay(_retryable()) == pytest.approx(1.0)  # 105 == 105: still in time
+
+
+# -- backoff: full jitter under 0.5 s doubling to an 8 s ceiling ----------------------------------
+
+
+def test_backoff_is_a_share_of_a_doubling_ceiling() -> None:
+    policy = RetryPolicy(backoff_base=0.5, backoff_cap=8.0)
+    assert policy.backoff(1, lambda: 0.5) == pytest.approx(0.25)  # half of 0.5
+    assert policy.backoff(3, lambda: 0.25) == pytest.approx(0.5)  # a quarter of 2
+    assert policy.backoff(10, lambda: 1.0) == pytest.approx(8.0)  # the ceiling caps it
+
+
+# -- after a rate limit outlasted the retries: Retry-After (to a minute), or a spread backoff -----
+
+
+@pytest.mark.parametrize(
+    ("attempt", "retry_after", "low", "high"),
+    [
+        (0, None, 0.25, 0.75),  # 0.5 s, spread 0.5x to 1.5x
+        (3, None, 2.0, 6.0),  # 4 s
+        (10, None, 15.0, 45.0),  # capped at 30 s before the spread
+        (0, 45.0, 45.0, 45.0),  # the server's word, when longer
+        (0, 100.0, 60.0, 60.0),  # but never past a minute
+    ],
+)
+def test_patient_backoff(
+    monkeypatch: pytest.MonkeyPatch,
+    attempt: int,
+    retry_after: float | None,
+    low: float,
+    high: float,
+) -> None:
+    import random
+
+    from fluxclaw.retries import patient_backoff
+
+    monkeypatch.setattr(random, "uniform", lambda a, b: a)
+    assert patient_backoff(attempt, retry_after) == pytest.approx(low)
+    monkeypatch.setattr(random, "uniform", lambda a, b: b)
+    assert patient_backoff(attempt, retry_after) == pytest.approx(high)
+
+
+# -- Retry-After as an HTTP date: a zone-less one is UTC, and "now" is UTC too ---------------------
+
+
+def test_retry_after_dates() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from fluxclaw.retries import parse_retry_after
+
+    now = datetime(2026, 12, 5, 7, 28, 0, tzinfo=UTC)
+    assert parse_retry_after("Sat, 05 Dec 2026 07:28:30 GMT", now) == pytest.approx(30.0)
+    assert parse_retry_after("Sat, 05 Dec 2026 07:28:30 -0000", now) == pytest.approx(30.0)
+    assert parse_retry_after("Sat, 05 Dec 2026 07:27:00 GMT", now) == 0.0  # past: at once
+    soon = datetime.now(UTC) + timedelta(seconds=120)
+    header = soon.strftime("%a, %d %b %Y %H:%M:%S -0000")
+    assert 115 <= (parse_retry_after(header) or 0) <= 120
+    assert parse_retry_after("2.5") == 2.5 and parse_retry_after("nan") is None
+    assert parse_retry_after("soon") is None and parse_retry_after("  ") is None
+
+
+# -- redaction: the whole token around a long key, however long, and a short key touching it ------
+
+
+@pytest.fixture
+def fresh_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redaction, "_secrets", set())
+    monkeypatch.setattr(redaction, "_pattern", None)
+
+
+def test_the_token_around_a_long_key_is_masked_past_every_window(fresh_keys: None) -> None:
+    redaction.remember("sk-LONG-12345678")
+    left, right = "a" * 9000, "b" * 9000  # longer than two of the scrubber's 4,096 windows
+    assert redaction.scrub(f"x={left}sk-LONG-12345678{right} end") == "x=*** end"
+    assert redaction.scrub(f"{left}sk-LONG-12345678") == "***"
+    assert redaction.scrub(f"sk-LONG-12345678{right}") == "***"
+
+
+def test_each_token_holding_a_long_key_goes_and_the_rest_stays(fresh_keys: None) -> None:
+    redaction.remember("sk-LONG-12345678", "tk-OTHER-8765432")
+    text = "a sk-LONG-12345678 b xsk-LONG-12345678y.tk-OTHER-8765432 c"
+    assert redaction.scrub(text) == "a *** b ***.*** c"
+    twice = "p:sk-LONG-12345678tk-OTHER-8765432:q"  # two keys in one token: one mask
+    assert redaction.scrub(twice) == "p:***:q"
+    assert redaction.scrub("nothing to hide here") == "nothing to hide here"
+
+
+def test_a_short_key_touching_a_long_keys_token_goes_with_it(fresh_keys: None) -> None:
+    redaction.remember("ab.cd", ".secret-token-1234", "tok-12345678.", "ef.gh")
+    assert redaction.scrub("key=ab.cd.secret-token-1234 end") == "key=*** end"  # before it
+    assert redaction.scrub("key=tok-12345678.ef.gh end") == "key=*** end"  # after it
+    assert redaction.scrub("ab.cd and ef.gh alone") == "*** and *** alone"
+    assert redaction.scrub("xab.cdx ef.ghx") == "xab.cdx ef.ghx"  # inside words: not keys
+
+
+def test_a_short_key_that_extends_another_is_masked_whole(fresh_keys: None) -> None:
+    """The longer of two keys that start alike is tried first, so no tail of it is left."""
+    redaction.remember("ab.c", "ab.c.d")
+    assert redaction.scrub("x ab.c.d y") == "x *** y"
+    assert redaction.scrub("x ab.c y") == "x *** y"
+
+
+# -- deadlines: passed at the very moment, and no deadline stays none -----------------------------
+
+
+def test_a_deadline_has_passed_at_its_own_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from fluxclaw.deadline import Deadline
+
+    monkeypatch.setattr(time, "monotonic", lambda: 500.0)
+    assert Deadline(500.0).passed() and not Deadline(500.5).passed()
+    assert not Deadline().passed()
+    assert Deadline(501.0).left() == pytest.approx(1.0) and Deadline(499.0).left() == 0.0
+    assert Deadline(499.0).left(floor=2.0) == 2.0 and Deadline().left() is None
+    assert Deadline(510.0).within(3.0) == 503.0 and Deadline(501.0).within(3.0) == 501.0
+    assert Deadline().within(3.0) == 503.0
+
+
+def test_at_least_extends_a_deadline_and_keeps_none_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from fluxclaw.deadline import Deadline
+
+    monkeypatch.setattr(time, "monotonic", lambda: 500.0)
+    assert Deadline().at_least(5.0).at is None  # no deadline: nothing to extend
+    assert Deadline(501.0).at_least(5.0).at == 505.0
+    assert Deadline(510.0).at_least(5.0).at == 510.0
+    with pytest.raises(errors.ValidationError, match="more than 0"):
+        Deadline.after(0)
+    assert Deadline.after(None).at is None and Deadline.after(2.0).at == 502.0
+
+
+def test_masks_meet_but_do_not_swallow_their_neighbours(fresh_keys: None) -> None:
+    """A short key right after a long key's token, or right before it, is its own mask; one
+    a word away is too; a long key inside a token already masked does not stop the rest."""
+    redaction.remember("tok-12345678.", ".x1", "x1.", ".secret-token-1234", "ab.cd")
+    assert redaction.scrub("a tok-12345678..x1 b") == "a ****** b"  # touching, not inside
+    assert redaction.scrub("a x1..secret-token-1234 b") == "a ****** b"
+    assert redaction.scrub("ab.cd z.secret-token-1234 ab.cd") == "*** *** ***"
+    many = "a tok-12345678.tok-12345678. b tok-12345678. c"
+    assert redaction.scrub(many) == "a *** b *** c"
+
+
+def test_an_error_line_and_a_debug_log_are_scrubbed(
+    fresh_keys: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    redaction.remember("sk-LOG-SECRET-99")
+    assert redaction.one_line("failed:\n  key sk-LOG-SECRET-99\tagain") == "failed: key *** again"
+    logger = logging.getLogger("fluxclaw")
+    before = (list(logger.handlers), logger.level)
+    try:
+        handler = redaction.log_to_stderr("debug: %(message)s", logging.DEBUG)
+        assert redaction.log_to_stderr("other: %(message)s", logging.INFO) is handler  # one
+        assert logger.level == logging.INFO
+        logger.warning("sent sk-LOG-SECRET-99 to the API")
+    finally:
+        logger.handlers[:] = before[0]
+        logger.setLevel(before[1])
+    assert capsys.readouterr().err == "debug: sent *** to the API\n"
