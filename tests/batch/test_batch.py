@@ -20,6 +20,7 @@ from PIL import Image
 from fluxclaw import AsyncClient, PollPolicy, contract
 from fluxclaw.batch import read_rows, run_batch
 from fluxclaw.history import History
+from tests.cli.conftest import interruptible
 
 FLUXCLAW = str(Path(sys.executable).with_name("fluxclaw"))
 KEY = "sk-batch-SECRET-3e1d"
@@ -317,7 +318,7 @@ def test_ctrl_c_says_what_still_runs_and_the_same_command_finishes_it(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_interruptible,
+        preexec_fn=interruptible,
     )
     deadline = time.monotonic() + 20
     while len(sandbox.tasks()) < 3:  # all three paid for and running
@@ -338,8 +339,3 @@ def test_ctrl_c_says_what_still_runs_and_the_same_command_finishes_it(
     )
     assert again.returncode == 0, again.stderr
     assert len(images_in(tmp_path / "out")) == 3 and len(sandbox.tasks()) == 3  # paid once
-
-
-def _interruptible() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

@@ -100,3 +100,14 @@ def read_until(fd: int, marker: bytes, timeout: float = 30) -> bytes:
                 break
             seen += chunk
     return seen
+
+
+def recording_viewer(folder: Path) -> tuple[dict[str, str], Path]:
+    """An `xdg-open` of the test's own, first on PATH, that records each file it is given:
+    --open's viewer, replaced. Returns the environment to run with and the record."""
+    opener = folder / "bin" / "xdg-open"
+    opener.parent.mkdir(exist_ok=True)
+    opened = folder / "opened.txt"
+    opener.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
+    opener.chmod(0o755)
+    return {"PATH": f"{opener.parent}:/usr/bin:/bin"}, opened

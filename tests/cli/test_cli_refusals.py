@@ -13,7 +13,14 @@ from PIL import Image
 
 from fluxclaw import contract
 
-from .conftest import FLUXCLAW, Run, history_rows, one_line_error, read_until
+from .conftest import (
+    FLUXCLAW,
+    Run,
+    history_rows,
+    one_line_error,
+    read_until,
+    recording_viewer,
+)
 
 
 def test_a_prompt_that_names_a_file_is_refused_with_a_hint(
@@ -91,12 +98,8 @@ def test_open_hands_each_saved_image_to_the_system_viewer(
 ) -> None:
     """--open uses the system's opener (xdg-open here); a test's own on PATH records what it
     was given. With none at all, the image is still saved and one warning says so."""
-    opener = tmp_path / "bin" / "xdg-open"
-    opener.parent.mkdir()
-    opened = tmp_path / "opened.txt"
-    opener.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
-    opener.chmod(0o755)
-    done = run("generate", "a lamp", "-o", "out/", "--open", env={"PATH": str(opener.parent)})
+    env, opened = recording_viewer(tmp_path)
+    done = run("generate", "a lamp", "-o", "out/", "--open", env=env)
     assert done.returncode == 0, done.stderr
     [saved] = done.stdout.split()
     deadline = time.monotonic() + 10  # the opener is started, not waited for
@@ -104,8 +107,8 @@ def test_open_hands_each_saved_image_to_the_system_viewer(
         time.sleep(0.02)
     assert opened.read_text().split() == [saved]
 
-    opener.unlink()
-    bare = run("generate", "a lamp", "-o", "out/", "--open", env={"PATH": str(opener.parent)})
+    (tmp_path / "bin" / "xdg-open").unlink()
+    bare = run("generate", "a lamp", "-o", "out/", "--open", env={"PATH": str(tmp_path / "bin")})
     assert bare.returncode == 0, bare.stderr
     [again] = bare.stdout.split()
     assert Path(again).is_file()

@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image
 
-from .conftest import Run
+from .conftest import Run, recording_viewer
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -57,12 +57,8 @@ def test_the_readmes_count_command_runs_as_written(
     args = _readme_line("fluxclaw generate -f prompt.txt")
     work = tmp_path / "work"
     (work / "prompt.txt").write_text("a stoneware mug on a walnut table, soft light\n")
-    opener = tmp_path / "bin" / "xdg-open"  # --open's viewer, replaced: it records its files
-    opener.parent.mkdir()
-    opened = tmp_path / "opened.txt"
-    opener.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
-    opener.chmod(0o755)
-    done = run(*args, env={"PATH": f"{opener.parent}:/usr/bin:/bin"})
+    env, opened = recording_viewer(tmp_path)
+    done = run(*args, env=env)
     assert done.returncode == 0, done.stderr
     saved = [str(work / f"mug-{i}.png") for i in (1, 2, 3, 4)]
     assert done.stdout.split() == saved
@@ -90,10 +86,7 @@ def test_the_readmes_command_line_block_runs_as_written(
     work = tmp_path / "work"
     Image.new("RGB", (64, 48), "orange").save(work / "photo.jpg")
     (work / "prompt.txt").write_text("a stoneware mug on a walnut table\n")
-    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}  # --open's viewer: a recording stand-in
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "xdg-open").write_text("#!/bin/sh\nexit 0\n")
-    (tmp_path / "bin" / "xdg-open").chmod(0o755)
+    env, _ = recording_viewer(tmp_path)
     task_id = ""
     lines = _command_line_block()
     assert lines[0].startswith("export RUNAPI_API_KEY=") and len(lines) >= 12
