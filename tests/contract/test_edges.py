@@ -296,3 +296,107 @@ def test_an_error_line_and_a_debug_log_are_scrubbed(
         logger.handlers[:] = before[0]
         logger.setLevel(before[1])
     assert capsys.readouterr().err == "debug: sent *** to the API\n"
+
+
+# -- the contract's tables, as people and agents read them ---------------------------------------
+
+
+def test_what_each_family_cannot_do_in_words() -> None:
+    assert (
+        contract.restrictions("max") == "1k only, aspect ratio required, no auto, exactly 1 source"
+    )
+    assert contract.restrictions("pro") == "" and contract.restrictions("flex") == ""
+    assert contract.source_span("max") == "exactly 1"
+    assert contract.source_span("pro") == "1 to 8" and contract.source_span() == "1 to 8"
+
+
+def test_ratios_models_and_prices_per_family_and_action() -> None:
+    seven = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3")
+    assert contract.ratios_for("text_to_image") == seven
+    assert contract.ratios_for("text_to_image", "pro") == seven  # auto is a remix's only
+    assert contract.ratios_for("remix_image", "pro") == (*seven, "auto")
+    assert contract.ratios_for("remix_image", "max") == seven
+    assert contract.ratios_for("remix_image") == (*seven, "auto")  # some family takes it
+    assert contract.models_for("remix_image") == [
+        "flux-2-pro-remix-image",
+        "flux-2-flex-remix-image",
+        "flux-2-max-remix-image",
+    ]
+    assert contract.price_cents("pro", "2k") == 7 and contract.price_cents("flex", "1k") == 14
+    assert contract.price_cents("max", "1k") is None and contract.price_cents("pro", "4k") is None
+    sibling = contract.resolve_model("flux-2-pro-text-to-image", "remix_image")
+    assert sibling.id == "flux-2-pro-remix-image"
+    assert contract.resolve_model(" FLUX-2-Max ", "text_to_image").id == "flux-2-max-text-to-image"
+
+
+def test_sandbox_image_sizes_are_about_one_or_four_megapixels_in_sixteens() -> None:
+    # 16:9 at 1 MP: height sqrt(2**20 * 9/16) = 768, width 768 * 16/9 = 1365.3 -> 1360
+    assert contract.image_size("16:9", "1k") == (1360, 768)
+    assert contract.image_size("1:1", "2k") == (2048, 2048)
+    assert contract.image_size("auto", "1k") == (1024, 1024)
+    assert contract.image_size("1:10000", "1k") == (16, 102400)  # never below 16
+
+
+@pytest.mark.parametrize(
+    ("value", "speed"),
+    [("10", 10.0), ("0.01", 0.01), ("10000", 10000.0), (" 3 ", 3.0)]
+    + [(v, None) for v in ("0.009", "10001", "0", "-5", "nan", "inf", "fast", "1" * 33, None)],
+)
+def test_a_stated_sandbox_speed_is_believed_only_within_bounds(
+    value: str | None, speed: float | None
+) -> None:
+    assert contract.sandbox_speed(value) == speed
+
+
+def test_one_spelling_per_api_base_and_what_is_loopback() -> None:
+    assert contract.canonical_base("HTTP://LocalHost:80/api/../") == "http://loopback"
+    assert contract.canonical_base("https://Runapi.ai:443/") == "https://runapi.ai"
+    assert contract.canonical_base("https://runapi.ai:8443/v1/") == "https://runapi.ai:8443/v1"
+    assert contract.canonical_base("http://[::1]:9000") == "http://loopback:9000"
+    assert contract.canonical_base("http://[2001:db8::1]/") == "http://[2001:db8::1]"
+    for url in ("http://127.0.0.2:5/x", "http://localhost", "http://[::1]/"):
+        assert contract.is_loopback(url), url
+    for url in ("http://example.com", "http://10.0.0.1", "not a url", "http://loopback"):
+        assert not contract.is_loopback(url), url
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "field", "says"),
+    [
+        ("text_to_image", {"prompt": "a cat"}, "model", "model is required"),
+        ("text_to_image", {"model": "flux-3", "prompt": "a cat"}, "model", "not a Flux 2 model"),
+        (
+            "remix_image",
+            {"model": PRO, "prompt": "a cat", "source_image_urls": ["https://a.example/x.png"]},
+            "model",
+            "does not belong to",
+        ),
+        ("text_to_image", {"model": PRO, "prompt": "a cat", "seed": 1}, "seed", "not a field"),
+        ("text_to_image", {"model": PRO, "prompt": 42}, "prompt", "must be a string"),
+        ("text_to_image", {"model": PRO, "prompt": "  "}, "prompt", "prompt is required"),
+        (
+            "text_to_image",
+            {"model": "flux-2-max-text-to-image", "prompt": "a cat"},
+            "aspect_ratio",
+            "requires aspect_ratio",
+        ),
+        (
+            "text_to_image",
+            {"model": PRO, "prompt": "a cat", "aspect_ratio": "auto"},
+            "aspect_ratio",
+            "is not allowed",
+        ),
+        (
+            "text_to_image",
+            {"model": PRO, "prompt": "a cat", "callback_url": "ftp://x"},
+            "callback_url",
+            "must be an http(s) URL",
+        ),
+    ],
+)
+def test_each_rule_names_its_field(
+    action: contract.Action, body: dict[str, object], field: str, says: str
+) -> None:
+    found = contract.validate_request(action, body)
+    assert [v.field for v in found] == [field], found
+    assert says in found[0].message
