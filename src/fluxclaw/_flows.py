@@ -18,7 +18,6 @@ from typing import Any, Generic, NamedTuple, NoReturn, TypedDict, TypeVar, cast
 
 from fluxclaw import contract, errors, files, pricing, saving
 from fluxclaw._core import (
-    NO_SUCH_TASK,
     Core,
     CreateOptions,
     Draft,
@@ -275,7 +274,7 @@ def status_once(core: Core, task: str | Task, action: contract.Action | None) ->
             return wait.observe((yield from send(core, wait.call)))[0]
         except errors.NotFoundError as error:
             if not wait.not_found(error):
-                error.hint = error.hint or NO_SUCH_TASK
+                wait.annotate(error)  # "no such task", as a wait says it
                 raise
 
 

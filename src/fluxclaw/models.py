@@ -290,7 +290,7 @@ class _Breach(ValueError):
 class _Envelope(NamedTuple):
     """A task answer: create, status and callback bodies all share it. Checked by hand, field by
     field: six fields do not need a schema library on every poll (pydantic cost a cold process
-    about 55 ms of imports and model building, bench/cold_cpu.py)."""
+    about 55 ms of imports and model building, bench/speed.py)."""
 
     id: str
     status: str

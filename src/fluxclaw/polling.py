@@ -155,6 +155,10 @@ class DurationStats:
         self._version = 0
         self._fits: dict[tuple[tuple[str, str], float], tuple[int, tuple[float, float]]] = {}
 
+    def _changed(self) -> None:
+        """Something a fit reads changed (called under the lock): kept fits are stale."""
+        self._version += 1
+
     @property
     def server_speed(self) -> float | None:
         """The speed the server last stated (see `heard`), or None."""
@@ -181,7 +185,7 @@ class DurationStats:
                 self._first_polls.clear()
                 self._rescaled.clear()
             self._server_speed = speed
-            self._version += 1
+            self._changed()
 
     def snapshot(self, key: tuple[str, str]) -> dict[str, Any]:
         """What was learned for `key`, JSON-ready, so another process can start from it."""
@@ -214,7 +218,7 @@ class DurationStats:
                 self._first_polls[key] = deque(early, maxlen=limit)
             if median is not None and median > 0 and math.isfinite(median):
                 self._rescaled[key] = median
-            self._version += 1
+            self._changed()
 
     def first_poll(self, key: tuple[str, str], elapsed: float, done: bool) -> None:
         """Learn from a task's first poll, `elapsed` seconds after it was created.
@@ -228,7 +232,7 @@ class DurationStats:
             self._first_polls.setdefault(key, deque(maxlen=self.policy.history)).append(
                 (elapsed, done)
             )
-            self._version += 1
+            self._changed()
 
     def record(self, key: tuple[str, str], seconds: float | None, width: float = 0.0) -> None:
         """Learn a completed task's duration, bracketed by two polls `width` seconds apart
@@ -239,7 +243,7 @@ class DurationStats:
             self._records.setdefault(key, deque(maxlen=self.policy.history)).append(
                 (seconds, max(0.0, width))
             )
-            self._version += 1
+            self._changed()
 
     def fit(self, key: tuple[str, str], prior: float) -> tuple[float, float]:
         """(median, sigma) of a lognormal fitted to what was seen; the prior until enough is."""
@@ -309,7 +313,7 @@ class DurationStats:
                 self._first_polls[key] = deque(recent, maxlen=p.history)
                 self._records.pop(key, None)
                 self._rescaled[key] = median
-                self._version += 1
+                self._changed()
         polls = tuple(max(median * x, POLL_FLOOR) for x in offsets)
         floor = max(p.min_interval, POLL_FLOOR)
         near = max(polls[-1] - polls[-2] if len(polls) > 1 else polls[0] / 4, floor)

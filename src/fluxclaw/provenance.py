@@ -119,7 +119,7 @@ _PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: 
 def png_size(data: bytes) -> tuple[int, int]:
     """Width and height of a whole PNG: IHDR first and sane, every chunk's CRC right, IEND
     reached. What Pillow's PNG verify() checks, without importing Pillow (~30 ms of a cold
-    process's CPU, bench/cold_cpu.py); raises ValueError saying what is wrong."""
+    process's CPU, bench/speed.py); raises ValueError saying what is wrong."""
     parts = _png_chunks(data)
     first = next(parts, None)
     if first is None or first.kind != b"IHDR" or first.body_end - first.body != 13:

@@ -119,13 +119,20 @@ _FILE_SUFFIX = re.compile(r"^\.[A-Za-z]{1,5}$")
 def numbered(dest: str | None, index: int) -> str | None:
     """The `-o` of the index-th (from 1) of several jobs run at once: a file name `x.png` becomes
     `x-1.png`, `x-2.png`, ...; a folder (or none) is shared, each job naming its own files."""
-    if dest is None:
-        return None
-    path = Path(dest)
-    text = os.fspath(dest)
-    if path.is_dir() or text.endswith(("/", os.sep)) or not _FILE_SUFFIX.match(path.suffix):
+    if dest is None or _names_a_folder(dest):
         return dest
+    path = Path(dest)
     return str(path.with_name(f"{path.stem}-{index}{path.suffix}"))
+
+
+def _names_a_folder(dest: str | os.PathLike[str]) -> bool:
+    """How `-o` is read: an existing folder, a path ending in /, or no image-like suffix."""
+    path = Path(os.path.abspath(Path(dest).expanduser()))
+    return (
+        path.is_dir()
+        or os.fspath(dest).endswith(("/", os.sep))
+        or not _FILE_SUFFIX.match(path.suffix)
+    )
 
 
 def check_target(
@@ -136,12 +143,7 @@ def check_target(
     named explicitly (unless `overwrite`). Creates nothing."""
     path = Path(os.path.abspath(Path(dest).expanduser())) if dest is not None else Path.cwd()
     text = os.fspath(dest) if dest is not None else ""
-    folder_named = (
-        dest is None
-        or path.is_dir()
-        or text.endswith(("/", os.sep))
-        or not _FILE_SUFFIX.match(path.suffix)
-    )
+    folder_named = dest is None or _names_a_folder(dest)
     if not folder_named and path.suffix.lower() not in EXTENSIONS:
         raise _bad_output(
             f"-o {text} ends in {path.suffix}, which is not an image format fluxclaw saves; "
@@ -373,7 +375,7 @@ MAX_PIXELS = 4096 * 4096
 
 def open_image(data: bytes) -> PILImageFile:
     """Pillow's reader for the container the bytes start with, and that one only: Image.open on
-    bytes first loads five format plugins, about 15 ms of a cold process's CPU (bench/cold_cpu.py).
+    bytes first loads five format plugins, about 15 ms of a cold process's CPU (bench/speed.py).
     """
     kind = sniff(data)
     if kind == "png":

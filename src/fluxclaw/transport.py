@@ -269,6 +269,10 @@ class BearerAuth(httpx.Auth):
         self._key = api_key
         self._origin = _origin(httpx.URL(base_url))
 
+    def header(self) -> dict[str, str]:
+        """The Authorization header for a path of the API's own (AsyncClient's direct engine)."""
+        return {"Authorization": f"Bearer {self._key}"} if self._key else {}
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self._key and _origin(request.url) == self._origin:
             request.headers["Authorization"] = f"Bearer {self._key}"
@@ -446,7 +450,6 @@ class AsyncSession(_SessionBase):
 
             read = DEFAULT_TIMEOUT if timeout is None else httpx.Timeout(timeout)
             self._prefix = base_url.rstrip("/")
-            self._key = {"Authorization": f"Bearer {api_key}"} if api_key else {}
             self._engine = ApiEngine(
                 tls=_ssl_context(),
                 timeout=read,
@@ -495,7 +498,7 @@ class AsyncSession(_SessionBase):
     ) -> tuple[int, Mapping[str, str], bytes]:
         if not call.path.startswith("/"):  # a path, so the key cannot leave the base's origin
             raise ValueError(f"an API call needs a path, not {call.path[:60]!r}")
-        headers = {**self._key, **call.headers} if call.auth else dict(call.headers)
+        headers = {**self._auth.header(), **call.headers} if call.auth else dict(call.headers)
         data = None
         if call.json is not None:  # encoded as httpx encodes it: both clients send one body
             data = json.dumps(

@@ -117,12 +117,22 @@ def report(
             # OpenClaw attaches a file named on its own line as MEDIA:<absolute path>.
             click.echo(f"MEDIA:{path}" if openclaw else path)
     if summary:
-        cost = "unknown cost" if done.cost_usd is None else f"${done.cost_usd:.2f}"
-        progress.note(f"done: {len(paths)} image(s), {cost}, {progress.elapsed():.1f}s")
+        _done_note(progress, len(paths), [done.cost_usd])
     for path in paths if open_files else ():
         # click.launch: xdg-open, open or start, whichever the system has; not waited for
         if click.launch(path, wait=False) != 0:
             progress.note(f"warning: could not open {path}: no program to open images found")
+
+
+def _done_note(progress: Progress, images: int, costs: list[float | None]) -> None:
+    cost = "unknown cost" if None in costs else f"${sum(c or 0.0 for c in costs):.2f}"
+    progress.note(f"done: {images} image(s), {cost}, {progress.elapsed():.1f}s")
+
+
+def _submitted(done: JobResult, action: contract.Action, as_json: bool) -> None:
+    """--async: the task id (or a JSON line with it) as soon as the task exists."""
+    payload = {"task_id": done.task_id, "status": done.status, "action": action}
+    click.echo(json.dumps(payload) if as_json else done.task_id)
 
 
 def create_options(func: Any) -> Any:
@@ -313,8 +323,7 @@ def run_create(
             sandbox=sandbox,
         )
         if opts["no_wait"]:
-            payload = {"task_id": done.task_id, "status": done.status, "action": action}
-            click.echo(json.dumps(payload) if opts["as_json"] else done.task_id)
+            _submitted(done, action, opts["as_json"])
             return
         report(
             done,
@@ -414,8 +423,7 @@ def run_many(job: Job, model: str, openclaw: bool, opts: dict[str, Any]) -> None
     failed = [r for r in results if isinstance(r, BaseException)]
     if opts["no_wait"]:
         for result in done:
-            payload = {"task_id": result.task_id, "status": result.status, "action": job.action}
-            click.echo(json.dumps(payload) if opts["as_json"] else result.task_id)
+            _submitted(result, job.action, opts["as_json"])
     else:
         for result in done:
             report(
@@ -427,10 +435,7 @@ def run_many(job: Job, model: str, openclaw: bool, opts: dict[str, Any]) -> None
                 open_files=opts["open_files"],
                 summary=False,
             )
-        costs = [r.cost_usd for r in done]
-        cost = "unknown cost" if None in costs else f"${sum(c or 0 for c in costs):.2f}"
-        images = sum(len(r.paths) for r in done)
-        progress.note(f"done: {images} image(s), {cost}, {progress.elapsed():.1f}s")
+        _done_note(progress, sum(len(r.paths) for r in done), [r.cost_usd for r in done])
     if failed:
         first = failed[0]
         if not isinstance(first, FluxclawError):
