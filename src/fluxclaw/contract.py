@@ -212,7 +212,7 @@ def resolve_model(name: str, action: Action) -> Model:
         from difflib import get_close_matches  # only for a name that is wrong
 
         names = [*FAMILIES, *models_for(action)]
-        near = get_close_matches(key, [*names, *(f"flux-2-{f}" for f in FAMILIES)], n=1)
+        near = get_close_matches(key, [*names, *(f"flux-2-{f}" for f in FAMILIES)])
         guess = f" (did you mean {near[0]}?)" if near else ""
         raise ValueError(
             f"model={name!r} is not a Flux 2 model{guess}; use one of: {', '.join(FAMILIES)}, "
@@ -344,7 +344,6 @@ def canonical_base(url: str) -> str:
     """One spelling per API, so money counted per API cannot be split by how a URL is written:
     lower-case scheme and host, no default port, no trailing slash or dot segments, and every
     loopback name (`localhost`, 127.0.0.0/8, ::1) as `loopback`."""
-    import ipaddress
     import posixpath
 
     text = url.strip()
@@ -355,17 +354,13 @@ def canonical_base(url: str) -> str:
         return text.rstrip("/")
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").rstrip(".")
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if loopback:
+    if is_loopback(text):
         host = "loopback"
     elif ":" in host:
         host = f"[{host}]"
     netloc = host if port in (None, _DEFAULT_PORTS.get(scheme)) else f"{host}:{port}"
-    path = posixpath.normpath(parts.path) if parts.path.strip("/") else ""
-    return f"{scheme}://{netloc}{path.rstrip('/') if path not in ('.', '/') else ''}"
+    path = posixpath.normpath(parts.path or "/").rstrip("/")  # "/a/.." is "/", "" is "."
+    return f"{scheme}://{netloc}{'' if path == '.' else path}"
 
 
 def validate_request(action: Action, body: Mapping[str, Any]) -> list[Violation]:

@@ -68,8 +68,7 @@ class PollPolicy:
 
     @classmethod
     def preset(cls, name: Preset, **changes: float | int) -> PollPolicy:
-        base = _PRESETS[name]
-        return replace(base, **changes) if changes else base  # type: ignore[arg-type]
+        return replace(_PRESETS[name], **changes)  # type: ignore[arg-type]
 
 
 _PRESETS: dict[str, PollPolicy] = {
@@ -93,8 +92,6 @@ class Plan(NamedTuple):
 
 def quantile(values: list[float], q: float) -> float:
     """Linear-interpolated quantile of sorted `values` (at least one)."""
-    if len(values) == 1:
-        return values[0]
     pos = q * (len(values) - 1)
     low = math.floor(pos)
     high = min(low + 1, len(values) - 1)
@@ -266,33 +263,28 @@ class DurationStats:
             firsts = list(self._first_polls.get(key, ()))[-p.window :]
             prior = self._rescaled.get(key, prior)
         bracketed = sorted(seconds for seconds, _ in records)
-        if len(bracketed) < p.min_samples or not firsts:
+        if len(bracketed) < max(p.min_samples, 1) or not firsts:
             return prior, p.prior_sigma
         done = sum(d for _, d in firsts) / len(firsts)
         done = min(max(done, 0.5 / len(firsts)), 0.95)
         # Points (normal score, log duration): the bracketed durations fill the share of tasks
         # not done at the first poll; the first polls themselves mark the share done by then.
-        from statistics import NormalDist  # a fit is rare; its import stays off the cold path
+        # A fit is rare; statistics stays off the cold path.
+        from statistics import NormalDist, fmean, linear_regression
 
         normal = NormalDist()
         n = len(bracketed)
-        points = [
-            (normal.inv_cdf(done + (1 - done) * (k + 0.5) / n), math.log(b))
-            for k, b in enumerate(bracketed)
-        ]
-        at_first = quantile(sorted(e for e, _ in firsts), 0.5)
-        points += [(normal.inv_cdf(done), math.log(at_first))] * max(1, n // 4)
-        mean_z = sum(z for z, _ in points) / len(points)
-        mean_y = sum(y for _, y in points) / len(points)
-        var_z = sum((z - mean_z) ** 2 for z, _ in points)
-        sigma = p.prior_sigma
-        if var_z > 0:
-            sigma = sum((z - mean_z) * (y - mean_y) for z, y in points) / var_z
-            # A midpoint is off by up to half its bracket, which widens the fit: take that out.
-            blur = sum((w / t) ** 2 for t, w in records) / (12 * len(records))
-            sigma = math.sqrt(max(sigma * abs(sigma) - blur, 0.0))
+        zs = [normal.inv_cdf(done + (1 - done) * (k + 0.5) / n) for k in range(n)]
+        ys = [math.log(b) for b in bracketed]
+        weight = max(1, n // 4)  # the first polls count as a quarter of the durations
+        zs += [normal.inv_cdf(done)] * weight  # below every duration's score: a line exists
+        ys += [math.log(quantile(sorted(e for e, _ in firsts), 0.5))] * weight
+        slope = linear_regression(zs, ys).slope
+        # A midpoint is off by up to half its bracket, which widens the fit: take that out.
+        blur = sum((w / t) ** 2 for t, w in records) / (12 * len(records))
+        sigma = math.sqrt(max(slope * abs(slope) - blur, 0.0))
         sigma = min(max(sigma, p.min_sigma), p.max_sigma)
-        return math.exp(mean_y - sigma * mean_z), sigma
+        return math.exp(fmean(ys) - sigma * fmean(zs)), sigma
 
     def plan(self, key: tuple[str, str], family: contract.Family | None, resolution: str) -> Plan:
         p = self.policy
@@ -316,7 +308,7 @@ class DurationStats:
                 self._changed()
         polls = tuple(max(median * x, POLL_FLOOR) for x in offsets)
         floor = max(p.min_interval, POLL_FLOOR)
-        near = max(polls[-1] - polls[-2] if len(polls) > 1 else polls[0] / 4, floor)
+        near = max(polls[-1] - (0.0, *polls)[-2], floor)  # the last gap (from creation, if one)
         cap = max(near, min(p.max_interval, median))
         return Plan(first=polls[0], near=near, late_after=polls[-1], cap=cap, polls=polls)
 

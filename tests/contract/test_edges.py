@@ -251,6 +251,10 @@ def test_a_deadline_has_passed_at_its_own_moment(monkeypatch: pytest.MonkeyPatch
     assert Deadline(499.0).left(floor=2.0) == 2.0 and Deadline().left() is None
     assert Deadline(510.0).within(3.0) == 503.0 and Deadline(501.0).within(3.0) == 501.0
     assert Deadline().within(3.0) == 503.0
+    assert Deadline.after(0.5).at == 500.5 and Deadline.after(None).at is None
+    for refused in (0.0, -1.0, float("nan")):
+        with pytest.raises(errors.ValidationError, match="must be more than 0 seconds"):
+            Deadline.after(refused)
 
 
 def test_at_least_extends_a_deadline_and_keeps_none_none(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -335,12 +339,16 @@ def test_sandbox_image_sizes_are_about_one_or_four_megapixels_in_sixteens() -> N
     assert contract.image_size("1:1", "2k") == (2048, 2048)
     assert contract.image_size("auto", "1k") == (1024, 1024)
     assert contract.image_size("1:10000", "1k") == (16, 102400)  # never below 16
+    assert contract.image_size("4:3", "8k") == (1184, 880)  # unknown: 1 MP (886.8 -> 880)
 
 
 @pytest.mark.parametrize(
     ("value", "speed"),
     [("10", 10.0), ("0.01", 0.01), ("10000", 10000.0), (" 3 ", 3.0)]
-    + [(v, None) for v in ("0.009", "10001", "0", "-5", "nan", "inf", "fast", "1" * 33, None)],
+    + [("10".zfill(32), 10.0)]  # 32 characters: the longest value read
+    + [
+        (v, None) for v in ("0.009", "10001", "0", "-5", "nan", "inf", "fast", "10".zfill(33), None)
+    ],
 )
 def test_a_stated_sandbox_speed_is_believed_only_within_bounds(
     value: str | None, speed: float | None
@@ -354,10 +362,31 @@ def test_one_spelling_per_api_base_and_what_is_loopback() -> None:
     assert contract.canonical_base("https://runapi.ai:8443/v1/") == "https://runapi.ai:8443/v1"
     assert contract.canonical_base("http://[::1]:9000") == "http://loopback:9000"
     assert contract.canonical_base("http://[2001:db8::1]/") == "http://[2001:db8::1]"
-    for url in ("http://127.0.0.2:5/x", "http://localhost", "http://[::1]/"):
+    for url in ("http://127.0.0.2:5/x", "http://localhost", "http://[::1]/", "http://LocalHost./"):
         assert contract.is_loopback(url), url
     for url in ("http://example.com", "http://10.0.0.1", "not a url", "http://loopback"):
         assert not contract.is_loopback(url), url
+    assert not contract.is_loopback("http://[::1/")  # not a URL at all
+
+
+@pytest.mark.parametrize(
+    ("url", "canonical"),
+    [
+        ("http://LocalHost./v1/", "http://loopback/v1"),  # a host's final dot is the same host
+        ("http://Example.COM./x", "http://example.com/x"),
+        ("http://h/a/../", "http://h"),
+        ("http://h//x/..", "http://h"),
+        ("http://h/Xa/b//X/", "http://h/Xa/b/X"),  # paths keep their case and letters
+        ("http://h", "http://h"),
+        ("file:///srv/x/", "file:///srv/x"),  # no host: none is made up
+        ("http:a/..", "http://"),  # a path that collapses to nothing adds nothing
+        # Not URLs (a bad IPv6 host, a port out of range): only the trailing slash goes.
+        (" http://[::1/X/ ", "http://[::1/X"),
+        ("HTTP://h:99999/X//", "HTTP://h:99999/X"),
+    ],
+)
+def test_a_base_url_written_another_way_is_the_same_base(url: str, canonical: str) -> None:
+    assert contract.canonical_base(url) == canonical
 
 
 @pytest.mark.parametrize(
@@ -400,3 +429,395 @@ def test_each_rule_names_its_field(
     found = contract.validate_request(action, body)
     assert [v.field for v in found] == [field], found
     assert says in found[0].message
+
+
+# -- every rule's exact words: what a user or an agent reads back --------------------------------
+
+MAX = "flux-2-max-text-to-image"
+PRO_REMIX = "flux-2-pro-remix-image"
+MAX_REMIX = "flux-2-max-remix-image"
+URL = "https://a.example/x.png"
+SEVEN = "1:1, 4:3, 3:4, 16:9, 9:16, 3:2, 2:3"
+T2I_MODELS = "flux-2-pro-text-to-image, flux-2-flex-text-to-image, flux-2-max-text-to-image"
+REMIX_MODELS = "flux-2-pro-remix-image, flux-2-flex-remix-image, flux-2-max-remix-image"
+T2I_FIELDS = (
+    "aspect_ratio, callback_url, enable_safety_checker, model, output_count, output_resolution, "
+    "prompt"
+)
+NEEDS_MODEL = ("model", f"model is required; use one of: {T2I_MODELS}.")
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "expected"),
+    [
+        (
+            T2I,
+            {"prompt": "a cat", "width": 2, "seed": 1},
+            [
+                ("seed", f"seed is not a field of text_to_image; allowed: {T2I_FIELDS}."),
+                ("width", f"width is not a field of text_to_image; allowed: {T2I_FIELDS}."),
+                NEEDS_MODEL,
+            ],
+        ),
+        (
+            "remix_image",
+            {"model": PRO_REMIX, "prompt": "a cat", "source_image_urls": [URL], "seed": 1},
+            [
+                (
+                    "seed",
+                    f"seed is not a field of remix_image; allowed: {T2I_FIELDS}, "
+                    "source_image_urls.",
+                )
+            ],
+        ),
+        (T2I, {"model": None, "prompt": "a cat"}, [NEEDS_MODEL]),
+        (
+            T2I,
+            {"model": 7, "prompt": "a cat"},
+            [("model", f"model=7 is not a Flux 2 model; use one of: {T2I_MODELS}.")],
+        ),
+        (
+            T2I,
+            {"model": "pro", "prompt": "a cat"},  # the wire takes full ids only
+            [("model", f"model=pro is not a Flux 2 model; use one of: {T2I_MODELS}.")],
+        ),
+        (
+            "remix_image",
+            {"model": PRO, "prompt": "a cat", "source_image_urls": [URL]},
+            [("model", f"model={PRO} does not belong to remix_image; use one of: {REMIX_MODELS}.")],
+        ),
+        (T2I, {"model": PRO}, [("prompt", "prompt is required (3 to 5000 characters).")]),
+        (T2I, {"model": PRO, "prompt": 42}, [("prompt", "prompt must be a string.")]),
+        (
+            T2I,
+            {"model": PRO, "prompt": "ab"},
+            [("prompt", "prompt has 2 characters; it must have 3 to 5000.")],
+        ),
+        (
+            T2I,
+            {"model": MAX, "prompt": "a cat", "aspect_ratio": " "},
+            [("aspect_ratio", f"model={MAX} requires aspect_ratio; use one of: {SEVEN}.")],
+        ),
+        (
+            T2I,
+            {"model": MAX, "prompt": "a cat", "aspect_ratio": "5:4"},
+            [
+                (
+                    "aspect_ratio",
+                    f"aspect_ratio=5:4 is not allowed for model={MAX}; use one of: {SEVEN}.",
+                )
+            ],
+        ),
+        (
+            T2I,
+            {"prompt": "a cat", "aspect_ratio": "5:4"},
+            [
+                NEEDS_MODEL,
+                (
+                    "aspect_ratio",
+                    f"aspect_ratio=5:4 is not allowed for text_to_image; use one of: {SEVEN}.",
+                ),
+            ],
+        ),
+        (
+            "remix_image",
+            {
+                "model": MAX_REMIX,
+                "prompt": "a cat",
+                "aspect_ratio": "auto",
+                "source_image_urls": [URL],
+            },
+            [
+                (
+                    "aspect_ratio",
+                    f"aspect_ratio=auto is not allowed for model={MAX_REMIX}; use one of: {SEVEN}.",
+                )
+            ],
+        ),
+        (
+            T2I,
+            {"model": MAX, "prompt": "a cat", "aspect_ratio": "1:1", "output_resolution": "2k"},
+            [
+                (
+                    "output_resolution",
+                    f"output_resolution=2k is not allowed for model={MAX}; use 1k.",
+                )
+            ],
+        ),
+        (
+            T2I,
+            {"model": PRO, "prompt": "a cat", "output_resolution": "4k"},
+            [("output_resolution", "output_resolution=4k is not allowed; use one of: 1k, 2k.")],
+        ),
+        (
+            T2I,
+            {"prompt": "a cat", "output_resolution": "4k"},
+            [
+                NEEDS_MODEL,
+                ("output_resolution", "output_resolution=4k is not allowed; use one of: 1k, 2k."),
+            ],
+        ),
+        (
+            T2I,
+            {"model": PRO, "prompt": "a cat", "output_count": 1},
+            [("output_count", f"model={PRO} must not include output_count.")],
+        ),
+        (
+            T2I,
+            {"model": MAX, "prompt": "a cat", "aspect_ratio": "1:1", "output_count": 2},
+            [("output_count", "output_count=2 is not allowed; use 1.")],
+        ),
+        (
+            T2I,
+            {"model": MAX, "prompt": "a cat", "aspect_ratio": "1:1", "output_count": True},
+            [("output_count", "output_count=True is not allowed; use 1.")],  # True == 1 in Python
+        ),
+        (
+            T2I,
+            {"prompt": "a cat", "output_count": 2},
+            [NEEDS_MODEL, ("output_count", "output_count=2 is not allowed; use 1.")],
+        ),
+        (
+            T2I,
+            {
+                "model": MAX,
+                "prompt": "a cat",
+                "aspect_ratio": "1:1",
+                "enable_safety_checker": False,
+            },
+            [("enable_safety_checker", f"model={MAX} must not include enable_safety_checker.")],
+        ),
+        (
+            T2I,
+            {"model": PRO, "prompt": "a cat", "enable_safety_checker": "no"},
+            [("enable_safety_checker", "enable_safety_checker=no must be true or false.")],
+        ),
+        (
+            T2I,
+            {"prompt": "a cat", "enable_safety_checker": 1},
+            [
+                NEEDS_MODEL,
+                ("enable_safety_checker", "enable_safety_checker=1 must be true or false."),
+            ],
+        ),
+        (
+            "remix_image",
+            {"model": PRO_REMIX, "prompt": "a cat"},
+            [("source_image_urls", "source_image_urls is required: 1 to 8 public http(s) URLs.")],
+        ),
+        (
+            "remix_image",
+            {
+                "model": MAX_REMIX,
+                "prompt": "a cat",
+                "aspect_ratio": "1:1",
+                "source_image_urls": None,
+            },
+            [
+                (
+                    "source_image_urls",
+                    "source_image_urls is required: exactly 1 public http(s) URLs.",
+                )
+            ],
+        ),
+        (
+            "remix_image",
+            {"model": PRO_REMIX, "prompt": "a cat", "source_image_urls": URL},
+            [
+                (
+                    "source_image_urls",
+                    "source_image_urls must be a list of 1 to 8 public http(s) URLs.",
+                )
+            ],
+        ),
+        (
+            "remix_image",
+            {"model": PRO_REMIX, "prompt": "a cat", "source_image_urls": []},
+            [
+                (
+                    "source_image_urls",
+                    f"source_image_urls has 0 URLs; model={PRO_REMIX} takes 1 to 8.",
+                )
+            ],
+        ),
+        (
+            "remix_image",
+            {"model": PRO_REMIX, "prompt": "a cat", "source_image_urls": [URL] * 9},
+            [
+                (
+                    "source_image_urls",
+                    f"source_image_urls has 9 URLs; model={PRO_REMIX} takes 1 to 8.",
+                )
+            ],
+        ),
+        (
+            "remix_image",
+            {
+                "model": MAX_REMIX,
+                "prompt": "a cat",
+                "aspect_ratio": "1:1",
+                "source_image_urls": [URL] * 2,
+            },
+            [
+                (
+                    "source_image_urls",
+                    f"source_image_urls has 2 URLs; model={MAX_REMIX} takes exactly 1.",
+                )
+            ],
+        ),
+        (
+            "remix_image",
+            {"prompt": "a cat", "source_image_urls": [URL] * 9},
+            [
+                ("model", f"model is required; use one of: {REMIX_MODELS}."),
+                ("source_image_urls", "source_image_urls has 9 URLs; remix_image takes 1 to 8."),
+            ],
+        ),
+        (
+            "remix_image",
+            {
+                "model": PRO_REMIX,
+                "prompt": "a cat",
+                "source_image_urls": [URL, "file:///x", "ftp://y"],
+            },
+            [("source_image_urls", "source_image_urls item 'file:///x' is not an http(s) URL.")],
+        ),
+        (
+            T2I,
+            {"model": PRO, "prompt": "a cat", "callback_url": "ftp://x"},
+            [("callback_url", "callback_url=ftp://x must be an http(s) URL.")],
+        ),
+    ],
+)
+def test_each_refusal_in_its_exact_words(
+    action: contract.Action, body: dict[str, object], expected: list[tuple[str, str]]
+) -> None:
+    assert [tuple(v) for v in contract.validate_request(action, body)] == expected
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [
+        (
+            T2I,
+            {
+                "model": MAX,
+                "prompt": "a cat",
+                "aspect_ratio": "1:1",
+                "output_resolution": "1k",
+                "output_count": 1,
+            },
+        ),
+        (
+            T2I,
+            {
+                "model": PRO,
+                "prompt": "a cat",
+                "output_resolution": "2k",
+                "enable_safety_checker": False,
+                "callback_url": "https://h.example/cb",
+                "output_count": None,  # null counts as absent
+                "aspect_ratio": "",
+            },
+        ),
+        (T2I, {"prompt": "a cat", "model": PRO, "output_resolution": "1k"}),
+        (
+            "remix_image",
+            {
+                "model": PRO_REMIX,
+                "prompt": "a cat",
+                "aspect_ratio": "auto",
+                "source_image_urls": [URL] * 8,
+            },
+        ),
+        (
+            "remix_image",
+            {
+                "model": MAX_REMIX,
+                "prompt": "a cat",
+                "aspect_ratio": "1:1",
+                "source_image_urls": [URL],
+            },
+        ),
+        ("remix_image", {"model": PRO_REMIX, "prompt": "a cat", "source_image_urls": [URL]}),
+    ],
+)
+def test_what_the_contract_takes_passes(action: contract.Action, body: dict[str, object]) -> None:
+    assert contract.validate_request(action, body) == []
+
+
+def test_without_a_model_any_resolution_of_the_contract_passes() -> None:
+    assert contract.resolution_violations(None, "2k") == []
+    assert contract.resolution_violations(None, None) == []
+    max_model = contract.MODELS[MAX]
+    assert contract.resolution_violations(max_model, "1k") == []
+    assert contract.resolution_violations(max_model, " ") == []
+
+
+def test_a_wrong_model_name_is_answered_with_a_guess_or_the_names() -> None:
+    with pytest.raises(ValueError) as guessed:
+        contract.resolve_model("prp", T2I)
+    assert str(guessed.value) == (
+        "model='prp' is not a Flux 2 model (did you mean pro?); use one of: pro, flex, max, "
+        "or a full model id (`fluxclaw models` lists them)."
+    )
+    with pytest.raises(ValueError) as unknown:
+        contract.resolve_model("zzzzzz", "remix_image")
+    assert str(unknown.value) == (
+        "model='zzzzzz' is not a Flux 2 model; use one of: pro, flex, max, "
+        "or a full model id (`fluxclaw models` lists them)."
+    )
+    for near, name in [
+        ("flux-2-flexx", "flux-2-flex"),
+        ("flux-2-max-remix-imag", "flux-2-max-remix-image"),
+    ]:
+        with pytest.raises(ValueError, match=rf"\(did you mean {name}\?\)"):
+            contract.resolve_model(near, "remix_image")
+    assert contract.resolve_model("Flux-2-Flex", "remix_image").id == "flux-2-flex-remix-image"
+    assert contract.resolve_model(" max ", T2I) == contract.Model(MAX, "max", T2I)
+
+
+def test_the_model_catalog_states_each_familys_rules() -> None:
+    """What `fluxclaw models` and agents read: written out here from the contract's tables."""
+    ratios = SEVEN.split(", ")
+
+    def family(name: str, sources: int, *, max_rules: bool) -> dict[str, object]:
+        span = "exactly 1" if sources == 1 else f"1 to {sources}"
+        return {
+            "family": name,
+            "resolutions": ["1k"] if max_rules else ["1k", "2k"],
+            "aspect_ratio_required": max_rules,
+            "output_count": 1 if max_rules else None,
+            "safety_checker": not max_rules,
+            "restrictions": "1k only, aspect ratio required, no auto, exactly 1 source"
+            if max_rules
+            else "",
+            "models": [
+                {
+                    "id": f"flux-2-{name}-text-to-image",
+                    "action": "text_to_image",
+                    "aspect_ratios": ratios,
+                    "source_images": None,
+                },
+                {
+                    "id": f"flux-2-{name}-remix-image",
+                    "action": "remix_image",
+                    "aspect_ratios": ratios if max_rules else [*ratios, "auto"],
+                    "source_images": {"min": 1, "max": sources, "text": span},
+                },
+            ],
+        }
+
+    assert contract.model_catalog() == [
+        family("pro", 8, max_rules=False),
+        family("flex", 8, max_rules=False),
+        family("max", 1, max_rules=True),
+    ]
+
+
+def test_routes_of_the_contract() -> None:
+    assert contract.create_path("remix_image") == "/api/v1/flux_2/remix_image"
+    assert contract.status_path(T2I, "t-1") == "/api/v1/flux_2/text_to_image/t-1"
+    assert contract.page_create_path(T2I) == "/v1/text_to_image"
+    assert contract.model_for("flex", "remix_image").id == "flux-2-flex-remix-image"
+    assert contract.resolutions_for("max") == ("1k",)
