@@ -49,7 +49,7 @@ test: $(STAMP) $(OPENCLAW) $(CHROMIUM) $(WHEELS)/.built
 # Mutation testing of the modules that decide things (pyproject's [tool.mutmut]); not in CI:
 # minutes. Prints each module's score; docs/testing.md explains the equivalent mutants.
 mutate: $(STAMP)
-	rm -rf mutants
+	rm -rf mutants && mkdir -p .cache
 	$(BIN)/mutmut run --max-children 2 > .cache/mutmut.log 2>&1 || (tail -20 .cache/mutmut.log; exit 1)
 	$(BIN)/python tests/mutation/score.py
 
