@@ -29,7 +29,11 @@ def daily_budget() -> float | None:
 def midnight(now: float | None = None) -> float:
     """The start of today, local time: what "daily" means to the person paying."""
     day = time.localtime(now)
-    return time.mktime((day.tm_year, day.tm_mon, day.tm_mday, 0, 0, 0, 0, 0, -1))
+    # mktime ignores the weekday and day of the year (today's are passed as they are); -1 lets
+    # it find out whether summer time applies at that midnight.
+    return time.mktime(
+        (day.tm_year, day.tm_mon, day.tm_mday, 0, 0, 0, day.tm_wday, day.tm_yday, -1)
+    )
 
 
 def guard(
