@@ -500,10 +500,11 @@ def _source_rules(model: Model | None, urls: object) -> list[Violation]:
     family = model.family if model else None
     low, high = 1, MAX_SOURCES if family is None else FAMILY_RULES[family].max_sources
     span = source_span(family)
+    wanted = f"{span} public http(s) URL{'' if high == 1 else 's'}"
     if not is_present(urls):
-        return [Violation(field, f"{field} is required: {span} public http(s) URLs.")]
+        return [Violation(field, f"{field} is required: {wanted}.")]
     if not isinstance(urls, list):
-        return [Violation(field, f"{field} must be a list of {span} public http(s) URLs.")]
+        return [Violation(field, f"{field} must be a list of {wanted}.")]
     if not low <= len(urls) <= high:
         who = f"model={model.id}" if model else "remix_image"
         return [Violation(field, f"{field} has {len(urls)} URLs; {who} takes {span}.")]

@@ -616,7 +616,7 @@ NEEDS_MODEL = ("model", f"model is required; use one of: {T2I_MODELS}.")
             [
                 (
                     "source_image_urls",
-                    "source_image_urls is required: exactly 1 public http(s) URLs.",
+                    "source_image_urls is required: exactly 1 public http(s) URL.",
                 )
             ],
         ),
