@@ -47,10 +47,8 @@ _WEBP_BEFORE_XMP = frozenset(
     {b"VP8X", b"ICCP", b"ANIM", b"ANMF", b"ALPH", b"VP8 ", b"VP8L", b"EXIF"}
 )
 _VP8X_XMP, _VP8X_ALPHA = 0x04, 0x10
-# Characters XML 1.0 cannot carry (a label with them would not parse). Compiled on first use by
-# `re`'s cache: compiling it costs ~8 ms, too much for the CLI's import.
-# Characters XML 1.0 forbids, listed outright: the negated form of XML's Char range takes
-# re ~5 ms to compile, a tenth of a cold process's own work
+# Characters XML 1.0 cannot carry (a label with them would not parse), listed outright: the
+# negated form of XML's Char range takes `re` ~5 ms to compile, a tenth of a cold process's work.
 _NOT_XML = "[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]"
 
 _FIELDS = {

@@ -449,7 +449,6 @@ class AsyncSession(_SessionBase):
             from fluxclaw._aio_transport import ApiEngine
 
             read = DEFAULT_TIMEOUT if timeout is None else httpx.Timeout(timeout)
-            self._prefix = base_url.rstrip("/")
             self._engine = ApiEngine(
                 tls=_ssl_context(),
                 timeout=read,
@@ -511,7 +510,7 @@ class AsyncSession(_SessionBase):
 
         return await engine.send(
             call.method,
-            self._prefix + call.path,
+            self.base_url.rstrip("/") + call.path,
             params=call.params,
             data=data,
             headers=headers,

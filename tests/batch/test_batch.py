@@ -298,7 +298,7 @@ def test_progress_off_a_terminal_and_each_failure_on_its_own_line(
     assert 2 <= len(statuses) <= elapsed + 2  # said while it ran, a second apart at most
     sent = {t["request"]["prompt"]: t["request"] for t in sandbox.tasks()}
     assert all(
-        r.get("enable_safety_checker") is False for p, r in sent.items() if "max" not in r["model"]
+        r.get("enable_safety_checker") is False for r in sent.values() if "max" not in r["model"]
     )
     assert "enable_safety_checker" not in sent["a plain mug [sandbox:seconds=2]"]  # Max has none
 
@@ -310,9 +310,10 @@ def test_ctrl_c_says_what_still_runs_and_the_same_command_finishes_it(
     rows = [{"prompt": f"a patient owl {i} [sandbox:seconds=4]"} for i in range(3)]
     write_rows(tmp_path / "rows.jsonl", rows)
     env = {**cli_env, "RUNAPI_API_KEY": KEY}
-    args = [FLUXCLAW, "batch", "rows.jsonl", "-o", "out", "-c", "3", "--base-url"]
+    command = [FLUXCLAW, "batch", "rows.jsonl", "-o", "out", "-c", "3"]
+    command += ["--base-url", sandbox.base_url]
     proc = subprocess.Popen(
-        [*args, sandbox.base_url],
+        command,
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -329,13 +330,9 @@ def test_ctrl_c_says_what_still_runs_and_the_same_command_finishes_it(
     assert proc.returncode == 130, err
     assert "interrupted: 3 task(s) were in flight and keep running on RunAPI" in err
     assert "run the same command again" in err and "Traceback" not in err
+    # Word for word the interrupted command (batch() would add --json).
     again = subprocess.run(
-        [*args, sandbox.base_url],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert again.returncode == 0, again.stderr
     assert len(images_in(tmp_path / "out")) == 3 and len(sandbox.tasks()) == 3  # paid once

@@ -44,9 +44,8 @@ PRO_T2I = "flux-2-pro-text-to-image"
 
 
 @pytest.fixture
-def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AsyncClient]:
-    monkeypatch.setenv("FLUXCLAW_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("FLUXCLAW_CONFIG", str(tmp_path / "config" / "config.json"))
+def client() -> Iterator[AsyncClient]:
+    # Its config and data folder are the test's own (tests/conftest.py's _isolated_state).
     found = AsyncClient(api_key=KEY, base_url="http://127.0.0.1:9")  # never sent to
     yield found
     asyncio.run(found.aclose())
@@ -80,6 +79,16 @@ def recipe(
     """A row's identity digest as released: what it asks for, as JSON, hashed."""
     asked = [action, prompt, model, ratio, resolution, fmt, name, sources or []]
     return hashlib.sha256(json.dumps(asked).encode()).hexdigest()[:24]
+
+
+def remix_of(*sources: str) -> str:
+    """The identity digest of a Pro remix of "the lamp, restyled" from these sources."""
+    return recipe(
+        "the lamp, restyled",
+        action="remix_image",
+        model="flux-2-pro-remix-image",
+        sources=list(sources),
+    )
 
 
 def key_for(batch: Path | str, identity: str, failures: int = 0) -> str:
@@ -241,24 +250,15 @@ def test_local_sources_are_identified_by_their_bytes_not_their_path(
         Row(6, "the lamp, restyled", images=(url, str(blue))),
     ]
     items = good(plan_batch(client, rows, out, history), history)
-
-    def remix(*sources: str) -> str:
-        return recipe(
-            "the lamp, restyled",
-            action="remix_image",
-            model="flux-2-pro-remix-image",
-            sources=list(sources),
-        )
-
     red_hash = "sha256:" + hashlib.sha256(red.read_bytes()).hexdigest()
     blue_hash = "sha256:" + hashlib.sha256(blue.read_bytes()).hexdigest()
     assert [p.job.identity for p in items] == [
-        f"{remix(red_hash)}.0",
-        f"{remix(red_hash)}.1",  # the same bytes at another path: the same request again
-        f"{remix(blue_hash)}.0",
-        f"{remix(url)}.0",
-        f"{remix(red_hash, url)}.0",
-        f"{remix(url, blue_hash)}.0",
+        f"{remix_of(red_hash)}.0",
+        f"{remix_of(red_hash)}.1",  # the same bytes at another path: the same request again
+        f"{remix_of(blue_hash)}.0",
+        f"{remix_of(url)}.0",
+        f"{remix_of(red_hash, url)}.0",
+        f"{remix_of(url, blue_hash)}.0",
     ]
     assert [p.job.action for p in items] == ["remix_image"] * 6
     assert items[0].job.sources == (str(red),)
@@ -268,21 +268,12 @@ def test_a_source_is_hashed_once_so_the_run_meets_the_rows_the_plan_decided(
     client: AsyncClient, history: History, out: Path, tmp_path: Path
 ) -> None:
     red = png(tmp_path / "red.png")
+    planned_hash = "sha256:" + hashlib.sha256(red.read_bytes()).hexdigest()
     plan = plan_batch(client, [Row(1, "the lamp, restyled", images=(str(red),))], out, history)
     png(red, (0, 255, 0))  # other bytes, after the plan: the run keeps the planned identity
     [item] = good(plan, history)
-    expected = "sha256:" + hashlib.sha256(png(tmp_path / "x.png").read_bytes()).hexdigest()
     assert item.kind == "new"
-    assert (
-        item.job.identity
-        == recipe(
-            "the lamp, restyled",
-            action="remix_image",
-            model="flux-2-pro-remix-image",
-            sources=[expected],
-        )
-        + ".0"
-    )
+    assert item.job.identity == remix_of(planned_hash) + ".0"
 
 
 def test_relative_sources_are_read_from_sources_from_else_the_current_folder(
@@ -1107,7 +1098,7 @@ def test_an_old_journal_is_read_with_the_default_format_merged_in(
     assert item.job.idempotency_key == "k-journal"
 
 
-def test_planned_to_json_reports_a_row(client: AsyncClient, history: History) -> None:
+def test_planned_to_json_reports_a_row(history: History) -> None:
     row = ledger_row(history, Path("/b"), "i.0", "completed", task_id="t-1")
     entry = history.get(row)
     job = Job("text_to_image", "a red lamp", model="flex", stem="lamp", identity="i.0")

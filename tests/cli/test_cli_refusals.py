@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import os
 import pty
-import time
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from fluxclaw import contract
+from tests.sandbox.conftest import wait_for
 
-from .conftest import (
-    FLUXCLAW,
-    Run,
-    history_rows,
-    one_line_error,
-    read_until,
-    recording_viewer,
-)
+from .conftest import FLUXCLAW, Run, history_rows, one_line_error, read_until, recording_viewer
 
 
 def test_a_prompt_that_names_a_file_is_refused_with_a_hint(
@@ -102,9 +95,7 @@ def test_open_hands_each_saved_image_to_the_system_viewer(
     done = run("generate", "a lamp", "-o", "out/", "--open", env=env)
     assert done.returncode == 0, done.stderr
     [saved] = done.stdout.split()
-    deadline = time.monotonic() + 10  # the opener is started, not waited for
-    while not opened.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: opened.exists() and opened.read_text())  # started, not waited for
     assert opened.read_text().split() == [saved]
 
     (tmp_path / "bin" / "xdg-open").unlink()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from fluxclaw import contract
 from fluxclaw.cli.main import COMMANDS
 
-from .conftest import FLUXCLAW, Run, one_line_error
+from .conftest import Run, one_line_error
 
 # Options that had no help text when this test was written (in files other than main.py,
 # models_cmd.py and openclaw_cmd.py); a new option without help still fails.
@@ -181,26 +180,14 @@ def test_no_option_lacks_help() -> None:
     assert missing == []
 
 
-def test_shell_completion_as_the_readme_sets_it_up(cli_env: dict[str, str]) -> None:
+def test_shell_completion_as_the_readme_sets_it_up(run: Run) -> None:
     """The README's line makes a completion script; it completes commands and choices."""
-    script = subprocess.run(
-        [FLUXCLAW],
-        env={**cli_env, "_FLUXCLAW_COMPLETE": "bash_source"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    script = run(env={"_FLUXCLAW_COMPLETE": "bash_source"})
     assert script.returncode == 0 and "_fluxclaw_completion()" in script.stdout
     for words, cword, expected in [
         ("fluxclaw gen", "1", ["plain,generate"]),
         ("fluxclaw generate --format ", "3", ["plain,png", "plain,jpeg", "plain,webp"]),
     ]:
-        done = subprocess.run(
-            [FLUXCLAW],
-            env={**cli_env, "_FLUXCLAW_COMPLETE": "bash_complete", "COMP_WORDS": words}
-            | {"COMP_CWORD": cword},
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        asked = {"_FLUXCLAW_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": cword}
+        done = run(env=asked)
         assert done.returncode == 0 and done.stdout.split() == expected, done.stdout

@@ -38,10 +38,7 @@ MAX_REMIX = "flux-2-max-remix-image"
 API = "https://runapi.ai"
 
 
-@pytest.fixture(autouse=True)
-def _own_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("FLUXCLAW_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("FLUXCLAW_CONFIG", str(tmp_path / "config" / "config.json"))
+# The config file and data folder are each test's own: tests/conftest.py's _isolated_state.
 
 
 # --- PriceList -----------------------------------------------------------------------------
@@ -318,12 +315,12 @@ WINTER = timezone(timedelta(hours=1))
 
 
 @pytest.fixture
-def berlin(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", BERLIN)
-    time.tzset()
-    yield
-    monkeypatch.undo()  # the process's own zone again, for every later test
-    time.tzset()
+def berlin() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TZ", BERLIN)
+        time.tzset()
+        yield
+    time.tzset()  # the process's own zone again, for every later test
 
 
 @pytest.mark.usefixtures("berlin")

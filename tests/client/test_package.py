@@ -79,6 +79,7 @@ def test_a_cold_generate_loads_only_what_it_uses(
         env=env,
         capture_output=True,
         text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "[]"  # after the saved file's path

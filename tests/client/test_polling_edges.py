@@ -132,10 +132,16 @@ def learn(
         stats.record(KEY, seconds, width * seconds)
 
 
+def show(stats: DurationStats, median: float, sigma: float, width: float = 0.0) -> None:
+    """Teach `stats` a lognormal sample it should read back exactly: 32 durations, and 32 first
+    polls made when a quarter of tasks are done, 8 of which found theirs done."""
+    at_first, rest = exact_sample(median, sigma, 32, 0.25)
+    learn(stats, [(at_first, True)] * 8 + [(at_first, False)] * 24, rest, width)
+
+
 def test_a_fit_reads_back_the_distribution_it_was_shown() -> None:
-    at_first, rest = exact_sample(4.0, 0.2, 32, 0.25)
     stats = DurationStats(PollPolicy())
-    learn(stats, [(at_first, True)] * 8 + [(at_first, False)] * 24, rest)
+    show(stats, 4.0, 0.2)
     median, sigma = stats.fit(KEY, prior=6.0)
     assert median == pytest.approx(4.0, rel=1e-9)
     assert sigma == pytest.approx(0.2, rel=1e-9)
@@ -144,9 +150,8 @@ def test_a_fit_reads_back_the_distribution_it_was_shown() -> None:
 def test_a_fit_takes_the_bracket_blur_out_of_the_spread() -> None:
     """A duration known to within a bracket 0.3 of its length wide is off by a uniform error of
     variance 0.3**2/12 (relative): that much is taken out of sigma squared."""
-    at_first, rest = exact_sample(4.0, 0.2, 32, 0.25)
     stats = DurationStats(PollPolicy())
-    learn(stats, [(at_first, True)] * 8 + [(at_first, False)] * 24, rest, width=0.3)
+    show(stats, 4.0, 0.2, width=0.3)
     _, sigma = stats.fit(KEY, prior=6.0)
     assert sigma == pytest.approx(math.sqrt(0.2**2 - 0.3**2 / 12), rel=1e-9)
 
@@ -187,10 +192,9 @@ def test_a_fit_weighs_the_first_polls_as_a_quarter_of_the_durations(
 
 
 def test_a_fit_reads_only_the_last_window_of_first_polls() -> None:
-    at_first, rest = exact_sample(4.0, 0.2, 32, 0.25)
     stats = DurationStats(PollPolicy(window=32))
-    stale = [(50.0, False)] * 40  # older than the window: ignored
-    learn(stats, stale + [(at_first, True)] * 8 + [(at_first, False)] * 24, rest)
+    learn(stats, [(50.0, False)] * 40, [])  # older than the window: ignored
+    show(stats, 4.0, 0.2)
     assert stats.fit(KEY, prior=6.0) == pytest.approx((4.0, 0.2), rel=1e-9)
 
 
@@ -221,9 +225,8 @@ def test_the_fitted_spread_is_kept_within_the_policys_bounds(spread: float, sigm
 
 
 def test_a_fit_is_kept_until_something_it_reads_changes() -> None:
-    at_first, rest = exact_sample(4.0, 0.2, 32, 0.25)
     stats = DurationStats(PollPolicy())
-    learn(stats, [(at_first, True)] * 8 + [(at_first, False)] * 24, rest)
+    show(stats, 4.0, 0.2)
     kept = stats.fit(KEY, prior=6.0)
     assert kept == pytest.approx((4.0, 0.2))
     assert stats.fit(KEY, prior=6.0) is kept  # not worked out again
@@ -410,9 +413,8 @@ def test_after_a_probe_the_first_polls_kept_stay_within_the_history() -> None:
 
 
 def test_the_plan_uses_the_schedule_of_the_fitted_spread_to_a_twentieth() -> None:
-    at_first, rest = exact_sample(4.0, 0.42, 32, 0.25)
     stats = DurationStats(PollPolicy())
-    learn(stats, [(at_first, True)] * 8 + [(at_first, False)] * 24, rest)
+    show(stats, 4.0, 0.42)
     assert stats.fit(KEY, prior=6.0) == pytest.approx((4.0, 0.42))
     plan = stats.plan(KEY, "pro", "1k")
     assert plan.polls == pytest.approx([4.0 * x for x in optimal_offsets(0.4, 0.02)])

@@ -4,11 +4,17 @@ code that computes them."""
 
 from __future__ import annotations
 
+import logging
+import random
+import time
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from fluxclaw import contract, errors, redaction
+from fluxclaw.deadline import Deadline
 from fluxclaw.polling import DurationStats, PollPolicy
-from fluxclaw.retries import RetryBudget, RetryPolicy
+from fluxclaw.retries import RetryBudget, RetryPolicy, parse_retry_after, patient_backoff
 
 T2I: contract.Action = "text_to_image"
 PRO = "flux-2-pro-text-to-image"
@@ -71,14 +77,17 @@ class Clock:
         return self.now
 
 
+# Every retry waits exactly 1 s (with rng=lambda: 1.0), for at most 60 s after the first.
+ONE_SECOND = RetryPolicy(max_attempts=10, max_elapsed=60, backoff_base=1.0, backoff_cap=1.0)
+
+
 def _retryable() -> errors.FluxclawError:
     return errors.ServerError("503 from the API", status=503)
 
 
 def test_a_retry_that_would_end_past_the_deadline_is_not_made() -> None:
     clock = Clock()
-    policy = RetryPolicy(max_attempts=10, max_elapsed=60, backoff_base=1.0, backoff_cap=1.0)
-    budget = RetryBudget(policy, deadline=clock.now + 5.0, clock=clock, rng=lambda: 1.0)
+    budget = RetryBudget(ONE_SECOND, deadline=clock.now + 5.0, clock=clock, rng=lambda: 1.0)
     assert budget.next_delay(_retryable()) == pytest.approx(1.0)  # 100 + 1 <= 105
     clock.now = 103.9
     assert budget.next_delay(_retryable()) == pytest.approx(1.0)  # 104.9 <= 105
@@ -86,10 +95,16 @@ def test_a_retry_that_would_end_past_the_deadline_is_not_made() -> None:
     assert budget.next_delay(_retryable()) is None  # 105.5 > 105: the caller's deadline wins
 
 
+def test_a_retry_that_ends_exactly_at_the_deadline_is_made() -> None:
+    clock = Clock()
+    budget = RetryBudget(ONE_SECOND, deadline=clock.now + 5.0, clock=clock, rng=lambda: 1.0)
+    clock.now = 104.0
+    assert budget.next_delay(_retryable()) == pytest.approx(1.0)  # 105 == 105: still in time
+
+
 def test_without_a_deadline_the_policy_bounds_the_retries() -> None:
     clock = Clock()
-    policy = RetryPolicy(max_attempts=10, max_elapsed=60, backoff_base=1.0, backoff_cap=1.0)
-    budget = RetryBudget(policy, clock=clock, rng=lambda: 1.0)
+    budget = RetryBudget(ONE_SECOND, clock=clock, rng=lambda: 1.0)
     clock.now = 158.5
     assert budget.next_delay(_retryable()) == pytest.approx(1.0)  # 159.5 <= 160
     clock.now = 159.5
@@ -106,34 +121,19 @@ def test_a_retry_after_past_the_deadline_is_not_waited_for() -> None:
 
 
 # -- redaction: 8 characters is where a key is masked inside other text --------------------------
+# (Each test starts with no remembered keys: tests/conftest.py's _fresh_redaction.)
 
 
-def test_a_key_of_eight_characters_is_masked_even_inside_a_word(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(redaction, "_secrets", set())
-    monkeypatch.setattr(redaction, "_pattern", None)
+def test_a_key_of_eight_characters_is_masked_even_inside_a_word() -> None:
     redaction.remember("k8y-abcd")  # exactly 8
     assert "k8y-abcd" not in redaction.scrub("url=https://x.example/?t=zzk8y-abcdzz")
     assert "k8y-abcd" not in redaction.scrub("the key k8y-abcd leaked")
 
 
-def test_a_key_of_seven_characters_is_masked_only_as_a_whole_word(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(redaction, "_secrets", set())
-    monkeypatch.setattr(redaction, "_pattern", None)
+def test_a_key_of_seven_characters_is_masked_only_as_a_whole_word() -> None:
     redaction.remember("abc1234")  # 7: masked where it stands alone, never inside a word
     assert redaction.scrub("key abc1234 here") == "key *** here"
     assert redaction.scrub("xabc1234x") == "xabc1234x"
-
-
-def test_a_retry_that_ends_exactly_at_the_deadline_is_made() -> None:
-    clock = Clock()
-    policy = RetryPolicy(max_attempts=10, max_elapsed=60, backoff_base=1.0, backoff_cap=1.0)
-    budget = RetryBudget(policy, deadline=clock.now + 5.0, clock=clock, rng=lambda: 1.0)
-    clock.now = 104.0
-    assert budget.next_delay(_retryable()) == pytest.approx(1.0)  # 105 == 105: still in time
 
 
 # -- backoff: full jitter under 0.5 s doubling to an 8 s ceiling ----------------------------------
@@ -166,10 +166,6 @@ def test_patient_backoff(
     low: float,
     high: float,
 ) -> None:
-    import random
-
-    from fluxclaw.retries import patient_backoff
-
     monkeypatch.setattr(random, "uniform", lambda a, b: a)
     assert patient_backoff(attempt, retry_after) == pytest.approx(low)
     monkeypatch.setattr(random, "uniform", lambda a, b: b)
@@ -180,10 +176,6 @@ def test_patient_backoff(
 
 
 def test_retry_after_dates() -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from fluxclaw.retries import parse_retry_after
-
     now = datetime(2026, 12, 5, 7, 28, 0, tzinfo=UTC)
     assert parse_retry_after("Sat, 05 Dec 2026 07:28:30 GMT", now) == pytest.approx(30.0)
     assert parse_retry_after("Sat, 05 Dec 2026 07:28:30 -0000", now) == pytest.approx(30.0)
@@ -198,13 +190,7 @@ def test_retry_after_dates() -> None:
 # -- redaction: the whole token around a long key, however long, and a short key touching it ------
 
 
-@pytest.fixture
-def fresh_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(redaction, "_secrets", set())
-    monkeypatch.setattr(redaction, "_pattern", None)
-
-
-def test_the_token_around_a_long_key_is_masked_past_every_window(fresh_keys: None) -> None:
+def test_the_token_around_a_long_key_is_masked_past_every_window() -> None:
     redaction.remember("sk-LONG-12345678")
     left, right = "a" * 9000, "b" * 9000  # longer than two of the scrubber's 4,096 windows
     assert redaction.scrub(f"x={left}sk-LONG-12345678{right} end") == "x=*** end"
@@ -212,7 +198,7 @@ def test_the_token_around_a_long_key_is_masked_past_every_window(fresh_keys: Non
     assert redaction.scrub(f"sk-LONG-12345678{right}") == "***"
 
 
-def test_each_token_holding_a_long_key_goes_and_the_rest_stays(fresh_keys: None) -> None:
+def test_each_token_holding_a_long_key_goes_and_the_rest_stays() -> None:
     redaction.remember("sk-LONG-12345678", "tk-OTHER-8765432")
     text = "a sk-LONG-12345678 b xsk-LONG-12345678y.tk-OTHER-8765432 c"
     assert redaction.scrub(text) == "a *** b ***.*** c"
@@ -221,7 +207,7 @@ def test_each_token_holding_a_long_key_goes_and_the_rest_stays(fresh_keys: None)
     assert redaction.scrub("nothing to hide here") == "nothing to hide here"
 
 
-def test_a_short_key_touching_a_long_keys_token_goes_with_it(fresh_keys: None) -> None:
+def test_a_short_key_touching_a_long_keys_token_goes_with_it() -> None:
     redaction.remember("ab.cd", ".secret-token-1234", "tok-12345678.", "ef.gh")
     assert redaction.scrub("key=ab.cd.secret-token-1234 end") == "key=*** end"  # before it
     assert redaction.scrub("key=tok-12345678.ef.gh end") == "key=*** end"  # after it
@@ -229,7 +215,7 @@ def test_a_short_key_touching_a_long_keys_token_goes_with_it(fresh_keys: None) -
     assert redaction.scrub("xab.cdx ef.ghx") == "xab.cdx ef.ghx"  # inside words: not keys
 
 
-def test_a_short_key_that_extends_another_is_masked_whole(fresh_keys: None) -> None:
+def test_a_short_key_that_extends_another_is_masked_whole() -> None:
     """The longer of two keys that start alike is tried first, so no tail of it is left."""
     redaction.remember("ab.c", "ab.c.d")
     assert redaction.scrub("x ab.c.d y") == "x *** y"
@@ -240,10 +226,6 @@ def test_a_short_key_that_extends_another_is_masked_whole(fresh_keys: None) -> N
 
 
 def test_a_deadline_has_passed_at_its_own_moment(monkeypatch: pytest.MonkeyPatch) -> None:
-    import time
-
-    from fluxclaw.deadline import Deadline
-
     monkeypatch.setattr(time, "monotonic", lambda: 500.0)
     assert Deadline(500.0).passed() and not Deadline(500.5).passed()
     assert not Deadline().passed()
@@ -258,10 +240,6 @@ def test_a_deadline_has_passed_at_its_own_moment(monkeypatch: pytest.MonkeyPatch
 
 
 def test_at_least_extends_a_deadline_and_keeps_none_none(monkeypatch: pytest.MonkeyPatch) -> None:
-    import time
-
-    from fluxclaw.deadline import Deadline
-
     monkeypatch.setattr(time, "monotonic", lambda: 500.0)
     assert Deadline().at_least(5.0).at is None  # no deadline: nothing to extend
     assert Deadline(501.0).at_least(5.0).at == 505.0
@@ -271,7 +249,7 @@ def test_at_least_extends_a_deadline_and_keeps_none_none(monkeypatch: pytest.Mon
     assert Deadline.after(None).at is None and Deadline.after(2.0).at == 502.0
 
 
-def test_masks_meet_but_do_not_swallow_their_neighbours(fresh_keys: None) -> None:
+def test_masks_meet_but_do_not_swallow_their_neighbours() -> None:
     """A short key right after a long key's token, or right before it, is its own mask; one
     a word away is too; a long key inside a token already masked does not stop the rest."""
     redaction.remember("tok-12345678.", ".x1", "x1.", ".secret-token-1234", "ab.cd")
@@ -282,11 +260,7 @@ def test_masks_meet_but_do_not_swallow_their_neighbours(fresh_keys: None) -> Non
     assert redaction.scrub(many) == "a *** b *** c"
 
 
-def test_an_error_line_and_a_debug_log_are_scrubbed(
-    fresh_keys: None, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import logging
-
+def test_an_error_line_and_a_debug_log_are_scrubbed(capsys: pytest.CaptureFixture[str]) -> None:
     redaction.remember("sk-LOG-SECRET-99")
     assert redaction.one_line("failed:\n  key sk-LOG-SECRET-99\tagain") == "failed: key *** again"
     logger = logging.getLogger("fluxclaw")

@@ -261,12 +261,11 @@ def _interrupted(batch: str | None, sandbox: bool) -> NoReturn:
     ledger has them, and that the same command finishes them without paying twice."""
     from fluxclaw.history import History
 
-    running = 0
-    if batch is not None and not sandbox:
-        running = sum(1 for e in History().in_batch(batch) if e.unfinished)
     if sandbox:
         line = "the one-run sandbox ends with this command (no cost); nothing carries over"
-    elif running:
+    elif batch is not None and (
+        running := sum(1 for e in History().in_batch(batch) if e.unfinished)
+    ):
         line = (
             f"{running} task(s) were in flight and keep running on RunAPI (they are charged); "
             "run the same command again to finish them and save their images, without paying "
